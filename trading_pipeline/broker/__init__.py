@@ -1,0 +1,1 @@
+"""Broker boundary: the Broker protocol and its alpaca-py implementation."""

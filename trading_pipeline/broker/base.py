@@ -1,0 +1,214 @@
+"""The Broker protocol and the product's own typed values at the broker boundary.
+
+Everything that crosses this boundary is converted into these types: Decimal money, timezone-aware
+times, enums for sides. Adapters never leak SDK models into the pipeline.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from trading_pipeline.domain.types import OrderSide, PositionSide, Quote
+
+
+class OrderType(enum.StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_LIMIT = "stop_limit"
+
+
+class OrderClass(enum.StrEnum):
+    SIMPLE = "simple"
+    BRACKET = "bracket"
+    OCO = "oco"
+    OTO = "oto"
+
+
+class TimeInForce(enum.StrEnum):
+    DAY = "day"
+    GTC = "gtc"
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    symbol: str
+    name: str
+    exchange: str
+    tradable: bool
+    status: str = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteBatch:
+    """Result of one latest-quotes call over many symbols.
+
+    `missing` are symbols the broker did not return (Alpaca omits unknown symbols); `rejected` are
+    symbols refused before sending (malformed), with the reason. Neither is ever a price of 0.
+    `requests` is how many HTTP requests were made (the batching budget).
+    """
+
+    quotes: Mapping[str, Quote]
+    missing: frozenset[str] = frozenset()
+    rejected: Mapping[str, str] = field(default_factory=dict)
+    requests: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MarketClock:
+    timestamp: datetime
+    is_open: bool
+    next_open: datetime
+    next_close: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TradingSession:
+    day: date
+    open: datetime
+    close: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    status: str
+    buying_power: Decimal
+    cash: Decimal
+    equity: Decimal
+    trading_blocked: bool
+    account_blocked: bool
+    currency: str = "USD"
+
+    @property
+    def can_trade(self) -> bool:
+        return self.status.upper() == "ACTIVE" and not self.trading_blocked and not self.account_blocked
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerPosition:
+    symbol: str
+    side: PositionSide
+    qty: Decimal
+    avg_entry_price: Decimal
+    current_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """An order to send. `client_order_id` is mandatory: it is how an ambiguous submit is resolved."""
+
+    symbol: str
+    side: OrderSide
+    qty: Decimal
+    client_order_id: str
+    type: OrderType = OrderType.MARKET
+    time_in_force: TimeInForce = TimeInForce.DAY
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    order_class: OrderClass = OrderClass.SIMPLE
+    take_profit_limit_price: Decimal | None = None
+    stop_loss_stop_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    id: str
+    client_order_id: str
+    symbol: str
+    side: OrderSide
+    qty: Decimal
+    type: OrderType
+    status: str
+    filled_qty: Decimal
+    filled_avg_price: Decimal | None
+    submitted_at: datetime | None
+    filled_at: datetime | None
+    order_class: OrderClass = OrderClass.SIMPLE
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    legs: tuple[BrokerOrder, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_filled(self) -> bool:
+        return self.status == "filled"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_ORDER_STATUSES
+
+
+OPEN_ORDER_STATUSES = frozenset(
+    {"new", "accepted", "pending_new", "accepted_for_bidding", "partially_filled", "held", "pending_replace",
+     "pending_cancel", "calculated", "stopped", "suspended", "done_for_day"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    symbol: str
+    timestamp: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
+
+
+class BrokerError(Exception):
+    """A broker call failed; `status` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class BrokerUnavailable(BrokerError):
+    """Retries exhausted (429/5xx/timeouts): the broker could not be reached reliably."""
+
+
+class OrderRejected(BrokerError):
+    """The broker refused the order (422/403); the message is the broker's."""
+
+
+class NotFound(BrokerError):
+    """The broker has no such object (404)."""
+
+
+class ConfigurationError(Exception):
+    """Settings that must not be used (missing keys, live without opt-in); the message says the fix."""
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """What the pipeline needs from a broker. Every method is one or a few HTTP calls with a timeout."""
+
+    def active_assets(self) -> list[Asset]: ...
+
+    def latest_quotes(self, symbols: Iterable[str]) -> QuoteBatch: ...
+
+    def clock(self) -> MarketClock: ...
+
+    def calendar(self, start: date, end: date) -> list[TradingSession]: ...
+
+    def account(self) -> Account: ...
+
+    def positions(self) -> list[BrokerPosition]: ...
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder: ...
+
+    def order_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None: ...
+
+    def open_orders(self, symbols: Iterable[str] | None = None) -> list[BrokerOrder]: ...
+
+    def cancel_order(self, order_id: str) -> None: ...
+
+    def close_position(self, symbol: str) -> BrokerOrder: ...
+
+    def daily_bars(self, symbols: Iterable[str], start: date, end: date) -> list[Bar]: ...

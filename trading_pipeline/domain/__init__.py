@@ -1,0 +1,1 @@
+"""Pure trading logic. Imports neither dagster nor sqlalchemy (a test enforces it)."""

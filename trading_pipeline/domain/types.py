@@ -1,0 +1,56 @@
+"""Value types shared by the domain, the store, the broker adapter and the simulator."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+
+class PositionSide(enum.StrEnum):
+    LONG = "long"
+    SHORT = "short"
+
+
+class OrderSide(enum.StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class TradeStatus(enum.StrEnum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class ExitReason(enum.StrEnum):
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFIT = "take_profit"
+    TRAILING_STOP = "trailing_stop"
+    MAX_AGE = "max_age"
+    BROKER_STOP = "broker_stop"
+    MANUAL = "manual"
+
+
+class OrderAction(enum.StrEnum):
+    """What an order does to a trade; part of its deterministic client_order_id."""
+
+    OPEN = "open"
+    CLOSE = "close"
+    STOP = "stop"
+    TAKE_PROFIT = "tp"
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """Top of book for one symbol. Prices are Decimal; the timestamp is timezone-aware."""
+
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    timestamp: datetime
+
+    @property
+    def mid(self) -> Decimal:
+        return (self.bid + self.ask) / 2

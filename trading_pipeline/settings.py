@@ -1,0 +1,118 @@
+"""Typed settings read from the environment, validated once, with errors that name the fix.
+
+Every environment variable the product reads is listed in ENVIRONMENT below; the README's configuration
+table is checked against it by a test, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the product must not run with."""
+
+
+class BrokerKind(enum.StrEnum):
+    SIM = "sim"
+    ALPACA = "alpaca"
+
+
+class TradingMode(enum.StrEnum):
+    PAPER = "paper"
+    LIVE = "live"
+
+
+LIVE_OPT_IN_VALUE = "yes-real-money"
+
+# name → (default shown in the README, what it does)
+ENVIRONMENT: dict[str, tuple[str, str]] = {
+    "TRADING_PIPELINE_DATA_DIR": ("./data", "Folder for the embedded SQLite trading DB, demo Dagster home and charts."),
+    "DATABASE_URL": (
+        "sqlite:///<data dir>/trading.db",
+        "Trading database (SQLAlchemy URL). Production: postgresql+psycopg://user@host/db.",
+    ),
+    "TRADING_PIPELINE_BROKER": ("sim", "`sim` = the local Alpaca-compatible paper broker; `alpaca` = Alpaca's API."),
+    "TRADING_PIPELINE_SIM_SEED": ("7", "Seed of the local sim broker's market (same seed → same market)."),
+    "ALPACA_API_KEY": ("(none)", "Alpaca key id; required when the broker is `alpaca`. Secret."),
+    "ALPACA_SECRET_KEY": ("(none)", "Alpaca secret key; required when the broker is `alpaca`. Secret."),
+    "ALPACA_TRADING_URL": (
+        "Alpaca's paper/live host by TRADING_MODE",
+        "Host root of the trading API (no /v2), e.g. the sim broker's http://127.0.0.1:PORT.",
+    ),
+    "ALPACA_DATA_URL": ("https://data.alpaca.markets", "Host root of the market-data API (no /v2)."),
+    "TRADING_MODE": ("paper", "`paper` or `live`. Live also needs TRADING_LIVE_CONFIRM."),
+    "TRADING_LIVE_CONFIRM": (
+        "(unset)",
+        f"Must equal `{LIVE_OPT_IN_VALUE}` for TRADING_MODE=live; otherwise the product refuses to start.",
+    ),
+    "DAGSTER_HOME": (
+        "(unset; the demo uses <data dir>/dagster_home)",
+        "Dagster instance folder; set it to keep run history (dagster dev deletes a temporary one on exit).",
+    ),
+    "TEST_DATABASE_URL": ("(unset)", "Tests only: a PostgreSQL URL; Postgres-parametrized tests run against it."),
+    "TRADING_PIPELINE_REQUIRE_POSTGRES": (
+        "(unset)",
+        "Tests only: `1` makes a missing TEST_DATABASE_URL/Postgres a failure instead of a skip (CI sets it).",
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    broker: BrokerKind
+    sim_seed: int
+    trading_mode: TradingMode
+    alpaca_trading_url: str | None
+    alpaca_data_url: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("TRADING_PIPELINE_DATA_DIR", "./data")).expanduser()
+        database_url = env.get("DATABASE_URL") or default_database_url(data_dir)
+        broker = _enum(env, "TRADING_PIPELINE_BROKER", BrokerKind, BrokerKind.SIM)
+        mode = _enum(env, "TRADING_MODE", TradingMode, TradingMode.PAPER)
+        if mode is TradingMode.LIVE and env.get("TRADING_LIVE_CONFIRM") != LIVE_OPT_IN_VALUE:
+            raise SettingsError(
+                "TRADING_MODE=live trades real money and needs an explicit opt-in: set "
+                f"TRADING_LIVE_CONFIRM={LIVE_OPT_IN_VALUE}, or use TRADING_MODE=paper"
+            )
+        seed_text = env.get("TRADING_PIPELINE_SIM_SEED", "7")
+        try:
+            sim_seed = int(seed_text)
+        except ValueError:
+            raise SettingsError(f"TRADING_PIPELINE_SIM_SEED must be an integer, got {seed_text!r}") from None
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            broker=broker,
+            sim_seed=sim_seed,
+            trading_mode=mode,
+            alpaca_trading_url=env.get("ALPACA_TRADING_URL") or None,
+            alpaca_data_url=env.get("ALPACA_DATA_URL") or None,
+        )
+
+
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'trading.db').resolve()}"
+
+
+def _enum(env: Mapping[str, str], name: str, kind: type[E], default: E) -> E:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return kind(raw.strip().lower())
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise SettingsError(f"{name} must be one of {allowed}; got {raw!r}") from None
