@@ -144,8 +144,20 @@ class BrokerOrder:
 
 
 OPEN_ORDER_STATUSES = frozenset(
-    {"new", "accepted", "pending_new", "accepted_for_bidding", "partially_filled", "held", "pending_replace",
-     "pending_cancel", "calculated", "stopped", "suspended", "done_for_day"}
+    {
+        "new",
+        "accepted",
+        "pending_new",
+        "accepted_for_bidding",
+        "partially_filled",
+        "held",
+        "pending_replace",
+        "pending_cancel",
+        "calculated",
+        "stopped",
+        "suspended",
+        "done_for_day",
+    }
 )
 
 

@@ -75,7 +75,9 @@ def validate_quote(quote: Quote, *, now: datetime | None = None, max_age: timede
     if now is not None and max_age is not None:
         age = now - quote.timestamp
         if age > max_age:
-            raise InvalidQuote(quote.symbol, f"stale: {age.total_seconds():.0f}s old, limit {max_age.total_seconds():.0f}s")
+            raise InvalidQuote(
+                quote.symbol, f"stale: {age.total_seconds():.0f}s old, limit {max_age.total_seconds():.0f}s"
+            )
 
 
 def validate_levels(position: PositionView) -> None:
@@ -162,10 +164,6 @@ def decide_exit(
             return ExitDecision(ExitReason.TRAILING_STOP, price, level)
     if position.take_profit is not None and crossed_in_favour(position.take_profit):
         return ExitDecision(ExitReason.TAKE_PROFIT, price, position.take_profit)
-    if (
-        max_age_trading_days is not None
-        and trading_days_held is not None
-        and trading_days_held >= max_age_trading_days
-    ):
+    if max_age_trading_days is not None and trading_days_held is not None and trading_days_held >= max_age_trading_days:
         return ExitDecision(ExitReason.MAX_AGE, price, None)
     return None

@@ -28,7 +28,7 @@ def to_jsonable(obj: Any) -> JsonValue:
     return _convert(obj, frozenset())
 
 
-def _convert(obj: Any, seen: frozenset[int]) -> JsonValue:  # noqa: C901 — one flat dispatch reads best
+def _convert(obj: Any, seen: frozenset[int]) -> JsonValue:
     if obj is None or isinstance(obj, bool | str):
         return obj
     if isinstance(obj, int) and not isinstance(obj, enum.Enum):
@@ -127,9 +127,8 @@ _NOT_HANDLED = _NotHandled()
 def _is_missing(obj: Any) -> bool:
     """pandas NA/NaT and numpy NaT, without importing pandas when it is not loaded."""
     pandas = sys.modules.get("pandas")
-    if pandas is not None:
-        if obj is pandas.NA or obj is pandas.NaT:
-            return True
+    if pandas is not None and (obj is pandas.NA or obj is pandas.NaT):
+        return True
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(obj, numpy.datetime64 | numpy.timedelta64):
         return bool(numpy.isnat(obj))

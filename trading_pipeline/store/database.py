@@ -1,0 +1,250 @@
+"""The trading database handle: one engine per run, instrumented, disposed at the end.
+
+There is no module-level engine anywhere: a `Database` is created when a run (or CLI command) starts
+and disposed when it ends. The seed app's global async engine was bound to the first event loop and
+failed every later run with "Future attached to a different loop"; a per-run engine cannot.
+
+`DatabaseMonitor` records what the product promises about the database: the longest transaction,
+slow statements, pool checkouts, and — the seed's worst failure — connections held by a thread while
+that thread waits on the broker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+SLOW_STATEMENT_SECONDS = 1.0
+
+
+class DatabaseError(Exception):
+    """A database problem stated in one line with its fix."""
+
+
+class DatabaseConfigError(DatabaseError):
+    pass
+
+
+class DatabaseUnavailable(DatabaseError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStats:
+    transactions: int
+    longest_transaction_ms: float
+    statements: int
+    slow_statements: int
+    checkouts: int
+    peak_checked_out: int
+    checkouts_during_broker_calls: int
+
+
+class DatabaseMonitor:
+    """Counts pool checkouts, transaction lengths and connections held across broker calls."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[int, int] = {}  # thread id → connections it has checked out
+        self._in_broker_call: dict[int, int] = {}  # thread id → broker calls in flight
+        self._tx_started: dict[int, float] = {}  # id(connection) → start time
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.transactions = 0
+            self.longest_transaction_ms = 0.0
+            self.statements = 0
+            self.slow_statements = 0
+            self.checkouts = 0
+            self.checked_out = 0
+            self.peak_checked_out = 0
+            self.checkouts_during_broker_calls = 0
+
+    def stats(self) -> DatabaseStats:
+        with self._lock:
+            return DatabaseStats(
+                transactions=self.transactions,
+                longest_transaction_ms=round(self.longest_transaction_ms, 3),
+                statements=self.statements,
+                slow_statements=self.slow_statements,
+                checkouts=self.checkouts,
+                peak_checked_out=self.peak_checked_out,
+                checkouts_during_broker_calls=self.checkouts_during_broker_calls,
+            )
+
+    @contextmanager
+    def broker_call(self) -> Iterator[None]:
+        """Wrap every broker call: a connection held by this thread now is a violation."""
+        me = threading.get_ident()
+        with self._lock:
+            if self._held.get(me, 0) > 0:
+                self.checkouts_during_broker_calls += self._held[me]
+            self._in_broker_call[me] = self._in_broker_call.get(me, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_broker_call[me] -= 1
+                if not self._in_broker_call[me]:
+                    del self._in_broker_call[me]
+
+    # -- engine events -------------------------------------------------------------------------
+    def attach(self, engine: Engine) -> None:
+        event.listen(engine, "checkout", self._on_checkout)
+        event.listen(engine, "checkin", self._on_checkin)
+        event.listen(engine, "begin", self._on_begin)
+        event.listen(engine, "commit", self._on_end)
+        event.listen(engine, "rollback", self._on_end)
+        event.listen(engine, "before_cursor_execute", self._before_execute)
+        event.listen(engine, "after_cursor_execute", self._after_execute)
+
+    def _on_checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        me = threading.get_ident()
+        record.info["monitor_thread"] = me
+        with self._lock:
+            self.checkouts += 1
+            self.checked_out += 1
+            self.peak_checked_out = max(self.peak_checked_out, self.checked_out)
+            self._held[me] = self._held.get(me, 0) + 1
+            if self._in_broker_call.get(me):
+                self.checkouts_during_broker_calls += 1
+
+    def _on_checkin(self, dbapi_connection: Any, record: Any) -> None:
+        owner = record.info.pop("monitor_thread", None)
+        with self._lock:
+            self.checked_out = max(0, self.checked_out - 1)
+            if owner is not None and self._held.get(owner):
+                self._held[owner] -= 1
+                if not self._held[owner]:
+                    del self._held[owner]
+
+    def _on_begin(self, conn: sa.Connection) -> None:
+        with self._lock:
+            self._tx_started[id(conn)] = time.perf_counter()
+
+    def _on_end(self, conn: sa.Connection) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            started = self._tx_started.pop(id(conn), None)
+            if started is not None:
+                self.transactions += 1
+                self.longest_transaction_ms = max(self.longest_transaction_ms, (now - started) * 1000)
+
+    def _before_execute(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        conn.info.setdefault("statement_started", []).append(time.perf_counter())
+
+    def _after_execute(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        started = conn.info["statement_started"].pop()
+        with self._lock:
+            self.statements += 1
+            if time.perf_counter() - started > SLOW_STATEMENT_SECONDS:
+                self.slow_statements += 1
+
+
+def parse_database_url(url: str) -> URL:
+    """Parse and check a DATABASE_URL, or raise DatabaseConfigError saying what a good one looks like."""
+    example = "sqlite:///data/trading.db or postgresql+psycopg://user@127.0.0.1:5432/trading"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        # The value is not echoed: an unparseable URL cannot be redacted and may hold a password.
+        raise DatabaseConfigError(
+            f"DATABASE_URL is not a database URL (value hidden, it may hold a password); expected e.g. {example}"
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseConfigError(
+            f"DATABASE_URL uses {parsed.get_backend_name()!r}; supported are sqlite and postgresql, e.g. {example}"
+        )
+    if parsed.get_backend_name() == "postgresql":
+        if "+" not in parsed.drivername:  # plain postgresql:// → the driver we ship (psycopg 3)
+            return parsed.set(drivername="postgresql+psycopg")
+        if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
+            raise DatabaseConfigError(
+                f"DATABASE_URL driver {parsed.drivername!r} is not supported; use postgresql+psycopg://…"
+            )
+    return parsed
+
+
+def redact(url: str | URL) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+class Database:
+    """An engine + session factory + monitor for one run; call `dispose()` (or use `with`) at the end."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 10.0) -> None:
+        self.url = parse_database_url(url)
+        self.monitor = DatabaseMonitor()
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if self.url.get_backend_name() == "sqlite":
+            database = self.url.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout)
+            kwargs["connect_args"] = {"connect_timeout": 5}
+        try:
+            self.engine = sa.create_engine(self.url, **kwargs)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise DatabaseConfigError(f"cannot use DATABASE_URL {redact(self.url)}: {exc}") from None
+        if self.url.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.monitor.attach(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One short transaction: commit on success, roll back on error, connection returned at once."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def check_connection(self) -> None:
+        """Connect once, or raise DatabaseUnavailable with the reason and the URL (password hidden)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise DatabaseUnavailable(
+                f"cannot connect to the trading DB at {redact(self.url)}: {reason} — is the server running "
+                "and DATABASE_URL right?"
+            ) from None
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets `dagster dev` and `status` read while a run writes; foreign keys are off by default.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,398 @@
+"""Short-transaction operations on the trading store.
+
+Every function opens its own transaction and commits (or rolls back) before it returns, and returns
+plain frozen records, never live ORM objects: nothing can keep a connection checked out, or lazily load
+one, while the caller goes on to talk to the broker. Functions here talk to the database only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from trading_pipeline.domain.exits import PositionView
+from trading_pipeline.domain.types import ExitReason, OrderSide, PositionSide, Quote, TradeStatus
+from trading_pipeline.store.database import Database
+from trading_pipeline.store.models import DecisionRun, Order, QuoteRecord, Trade, UniverseSnapshot, utc_now
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRecord:
+    id: uuid.UUID
+    symbol: str
+    side: PositionSide
+    qty: Decimal
+    entry_price: Decimal
+    entry_at: datetime
+    stop_loss: Decimal | None
+    take_profit: Decimal | None
+    trailing_pct: Decimal | None
+    high_water_mark: Decimal | None
+    status: TradeStatus
+    strategy: str | None
+    open_client_order_id: str | None
+    close_reason: ExitReason | None
+    close_trigger_price: Decimal | None
+    close_price: Decimal | None
+    closed_at: datetime | None
+    close_client_order_id: str | None
+    close_attempts: int
+    closing_started_at: datetime | None
+    closing_run_id: str | None
+
+    def position_view(self) -> PositionView:
+        return PositionView(
+            symbol=self.symbol,
+            side=self.side,
+            qty=self.qty,
+            entry_price=self.entry_price,
+            opened_at=self.entry_at,
+            stop_loss=self.stop_loss,
+            take_profit=self.take_profit,
+            trailing_pct=self.trailing_pct,
+            high_water_mark=self.high_water_mark,
+        )
+
+
+_TRADE_FIELDS = tuple(TradeRecord.__slots__)
+
+
+def _trade_record(row: Trade) -> TradeRecord:
+    return TradeRecord(**{name: getattr(row, name) for name in _TRADE_FIELDS})
+
+
+@dataclass(frozen=True, slots=True)
+class NewTrade:
+    symbol: str
+    side: PositionSide
+    qty: Decimal
+    entry_price: Decimal
+    entry_at: datetime
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    trailing_pct: Decimal | None = None
+    strategy: str | None = None
+    open_client_order_id: str | None = None
+    decision_run_id: uuid.UUID | None = None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFields:
+    """What the store keeps about one broker order, keyed by client_order_id."""
+
+    client_order_id: str
+    symbol: str
+    side: OrderSide
+    qty: Decimal
+    order_type: str
+    status: str
+    trade_id: uuid.UUID | None = None
+    broker_order_id: str | None = None
+    filled_qty: Decimal | None = None
+    filled_avg_price: Decimal | None = None
+    submitted_at: datetime | None = None
+    filled_at: datetime | None = None
+    raw: Any = None
+
+
+# -- trades -----------------------------------------------------------------------------------------
+
+
+def insert_trade(db: Database, new: NewTrade) -> TradeRecord:
+    with db.transaction() as session:
+        row = Trade(
+            id=new.id,
+            symbol=new.symbol,
+            side=new.side,
+            qty=new.qty,
+            entry_price=new.entry_price,
+            entry_at=new.entry_at,
+            stop_loss=new.stop_loss,
+            take_profit=new.take_profit,
+            trailing_pct=new.trailing_pct,
+            high_water_mark=new.entry_price if new.trailing_pct is not None else None,
+            status=TradeStatus.OPEN,
+            strategy=new.strategy,
+            open_client_order_id=new.open_client_order_id,
+            decision_run_id=new.decision_run_id,
+            close_attempts=0,
+        )
+        session.add(row)
+        session.flush()
+        return _trade_record(row)
+
+
+def get_trade(db: Database, trade_id: uuid.UUID) -> TradeRecord | None:
+    with db.transaction() as session:
+        row = session.get(Trade, trade_id)
+        return None if row is None else _trade_record(row)
+
+
+def trades_with_status(db: Database, status: TradeStatus, symbols: Iterable[str] | None = None) -> list[TradeRecord]:
+    with db.transaction() as session:
+        query = sa.select(Trade).where(Trade.status == status).order_by(Trade.entry_at, Trade.id)
+        if symbols is not None:
+            query = query.where(Trade.symbol.in_(sorted(set(symbols))))
+        return [_trade_record(row) for row in session.scalars(query)]
+
+
+def open_trades(db: Database, symbols: Iterable[str] | None = None) -> list[TradeRecord]:
+    return trades_with_status(db, TradeStatus.OPEN, symbols)
+
+
+def closing_trades(db: Database) -> list[TradeRecord]:
+    return trades_with_status(db, TradeStatus.CLOSING)
+
+
+def count_trades_by_status(db: Database) -> dict[TradeStatus, int]:
+    with db.transaction() as session:
+        rows = session.execute(sa.select(Trade.status, sa.func.count()).group_by(Trade.status)).all()
+        counts = {status: 0 for status in TradeStatus}
+        counts.update({status: n for status, n in rows})
+        return counts
+
+
+def claim_for_close(
+    db: Database,
+    trade_id: uuid.UUID,
+    *,
+    client_order_id: str,
+    reason: ExitReason,
+    trigger_price: Decimal | None,
+    run_id: str | None,
+    now: datetime | None = None,
+) -> bool:
+    """open → closing, atomically. True if this caller won the claim; False if the trade was not open
+    (already claimed by an overlapping run, or closed): the caller must then leave it alone."""
+    with db.transaction() as session:
+        result = session.execute(
+            sa.update(Trade)
+            .where(Trade.id == trade_id, Trade.status == TradeStatus.OPEN)
+            .values(
+                status=TradeStatus.CLOSING,
+                close_client_order_id=client_order_id,
+                close_reason=reason,
+                close_trigger_price=trigger_price,
+                closing_started_at=now or utc_now(),
+                closing_run_id=run_id,
+                close_attempts=Trade.close_attempts + 1,
+                updated_at=utc_now(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+
+def record_close(
+    db: Database,
+    trade_id: uuid.UUID,
+    *,
+    client_order_id: str,
+    close_price: Decimal | None,
+    closed_at: datetime,
+    reason: ExitReason | None = None,
+) -> bool:
+    """closing → closed for the claim identified by `client_order_id`; False if that claim is not
+    (or no longer) the trade's current one. `reason` overrides the claimed reason (e.g. a broker stop)."""
+    values: dict[str, Any] = {
+        "status": TradeStatus.CLOSED,
+        "close_price": close_price,
+        "closed_at": closed_at,
+        "updated_at": utc_now(),
+    }
+    if reason is not None:
+        values["close_reason"] = reason
+    with db.transaction() as session:
+        result = session.execute(
+            sa.update(Trade)
+            .where(
+                Trade.id == trade_id,
+                Trade.status == TradeStatus.CLOSING,
+                Trade.close_client_order_id == client_order_id,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+
+def release_claim(db: Database, trade_id: uuid.UUID, *, client_order_id: str) -> bool:
+    """closing → open when the broker provably has no order for this claim (rejected, never arrived),
+    so the next run may try again with the next attempt number."""
+    with db.transaction() as session:
+        result = session.execute(
+            sa.update(Trade)
+            .where(
+                Trade.id == trade_id,
+                Trade.status == TradeStatus.CLOSING,
+                Trade.close_client_order_id == client_order_id,
+            )
+            .values(
+                status=TradeStatus.OPEN,
+                close_client_order_id=None,
+                close_reason=None,
+                close_trigger_price=None,
+                closing_started_at=None,
+                closing_run_id=None,
+                updated_at=utc_now(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+
+def update_high_water_marks(db: Database, marks: Mapping[uuid.UUID, Decimal]) -> int:
+    """Persist new high-water marks for open trades (trailing stops ratchet; they never move back —
+    the caller computes the new mark with domain.exits.next_high_water_mark)."""
+    if not marks:
+        return 0
+    updated = 0
+    with db.transaction() as session:
+        for trade_id, mark in marks.items():
+            result = session.execute(
+                sa.update(Trade)
+                .where(Trade.id == trade_id, Trade.status == TradeStatus.OPEN)
+                .values(high_water_mark=mark)
+                .execution_options(synchronize_session=False)
+            )
+            updated += result.rowcount
+    return updated
+
+
+# -- orders -----------------------------------------------------------------------------------------
+
+
+def upsert_order(db: Database, order: OrderFields) -> None:
+    """Insert or update the order with this client_order_id (idempotent: a retry never adds a row)."""
+    values = {
+        "client_order_id": order.client_order_id,
+        "broker_order_id": order.broker_order_id,
+        "trade_id": order.trade_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "qty": order.qty,
+        "order_type": order.order_type,
+        "status": order.status,
+        "filled_qty": order.filled_qty,
+        "filled_avg_price": order.filled_avg_price,
+        "submitted_at": order.submitted_at,
+        "filled_at": order.filled_at,
+        "raw": order.raw if order.raw is not None else {},
+    }
+    with db.transaction() as session:
+        _upsert(session, Order, [values], key="client_order_id", keep_on_conflict=("trade_id",))
+
+
+def get_order(db: Database, client_order_id: str) -> OrderFields | None:
+    with db.transaction() as session:
+        row = session.scalar(sa.select(Order).where(Order.client_order_id == client_order_id))
+        if row is None:
+            return None
+        return OrderFields(**{name: getattr(row, name) for name in OrderFields.__slots__})
+
+
+def count_orders_by_side(db: Database, *, since: datetime | None = None) -> dict[OrderSide, int]:
+    with db.transaction() as session:
+        query = sa.select(Order.side, sa.func.count()).group_by(Order.side)
+        if since is not None:
+            query = query.where(Order.created_at >= since)
+        counts = {side: 0 for side in OrderSide}
+        counts.update({side: n for side, n in session.execute(query).all()})
+        return counts
+
+
+# -- universe, quotes, decision runs --------------------------------------------------------------
+
+
+def save_universe_snapshot(
+    db: Database, *, trading_date: date, seed: int, universe_size: int, symbols: Sequence[str]
+) -> None:
+    """Store the day's sample; re-running the same day replaces it (idempotent partitions)."""
+    values = {
+        "trading_date": trading_date,
+        "seed": seed,
+        "universe_size": universe_size,
+        "symbols": list(symbols),
+        "created_at": utc_now(),
+    }
+    with db.transaction() as session:
+        _upsert(session, UniverseSnapshot, [values], key="trading_date")
+
+
+@dataclass(frozen=True, slots=True)
+class UniverseRecord:
+    trading_date: date
+    seed: int
+    universe_size: int
+    symbols: tuple[str, ...]
+
+
+def get_universe_snapshot(db: Database, trading_date: date) -> UniverseRecord | None:
+    with db.transaction() as session:
+        row = session.scalar(sa.select(UniverseSnapshot).where(UniverseSnapshot.trading_date == trading_date))
+        if row is None:
+            return None
+        return UniverseRecord(row.trading_date, row.seed, row.universe_size, tuple(row.symbols))
+
+
+def save_quotes(db: Database, quotes: Iterable[Quote], *, run_id: str | None) -> int:
+    rows = [
+        {"symbol": q.symbol, "bid": q.bid, "ask": q.ask, "quoted_at": q.timestamp, "dagster_run_id": run_id}
+        for q in quotes
+    ]
+    if not rows:
+        return 0
+    with db.transaction() as session:
+        session.execute(sa.insert(QuoteRecord), rows)
+    return len(rows)
+
+
+def start_decision_run(db: Database, *, kind: str, run_id: str | None, strategy: str | None = None) -> uuid.UUID:
+    with db.transaction() as session:
+        row = DecisionRun(kind=kind, dagster_run_id=run_id, strategy=strategy, execution_meta={})
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def finish_decision_run(db: Database, decision_run_id: uuid.UUID, execution_meta: Any) -> None:
+    """Record the run's metadata; SafeJSON passes it through to_jsonable (UUIDs, Decimals, SDK models)."""
+    with db.transaction() as session:
+        session.execute(
+            sa.update(DecisionRun)
+            .where(DecisionRun.id == decision_run_id)
+            .values(finished_at=utc_now(), execution_meta=execution_meta)
+        )
+
+
+def get_decision_run_meta(db: Database, decision_run_id: uuid.UUID) -> Any:
+    with db.transaction() as session:
+        return session.scalar(sa.select(DecisionRun.execution_meta).where(DecisionRun.id == decision_run_id))
+
+
+def _upsert(
+    session: sa.orm.Session,
+    model: type,
+    rows: list[dict[str, Any]],
+    *,
+    key: str,
+    keep_on_conflict: Sequence[str] = (),
+) -> None:
+    """INSERT … ON CONFLICT (key) DO UPDATE, on SQLite and PostgreSQL alike."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(model).values(rows)
+    # Literal processing of custom types happens through bind params; the excluded row carries them.
+    updates = {name: statement.excluded[name] for name in rows[0] if name != key and name not in keep_on_conflict}
+    for name in keep_on_conflict:
+        column = getattr(model, name)
+        updates[name] = sa.func.coalesce(column, statement.excluded[name])
+    session.execute(statement.on_conflict_do_update(index_elements=[key], set_=updates))
