@@ -52,7 +52,8 @@ def _db_current(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trading-pipeline",
-        description="A Dagster-orchestrated paper-trading pipeline for US equities on Alpaca that cannot fail silently.",
+        description="A Dagster-orchestrated paper-trading pipeline for US equities on Alpaca "
+        "that cannot fail silently.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

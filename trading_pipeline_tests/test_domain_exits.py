@@ -24,15 +24,29 @@ D = Decimal
 
 
 def long(**kw: object) -> PositionView:
-    base = dict(symbol="ACME", side=PositionSide.LONG, qty=D(10), entry_price=D(100), opened_at=NOW,
-                stop_loss=D(95), take_profit=D(110))
+    base = dict(
+        symbol="ACME",
+        side=PositionSide.LONG,
+        qty=D(10),
+        entry_price=D(100),
+        opened_at=NOW,
+        stop_loss=D(95),
+        take_profit=D(110),
+    )
     base.update(kw)
     return PositionView(**base)  # type: ignore[arg-type]
 
 
 def short(**kw: object) -> PositionView:
-    base = dict(symbol="ACME", side=PositionSide.SHORT, qty=D(10), entry_price=D(100), opened_at=NOW,
-                stop_loss=D(105), take_profit=D(90))
+    base = dict(
+        symbol="ACME",
+        side=PositionSide.SHORT,
+        qty=D(10),
+        entry_price=D(100),
+        opened_at=NOW,
+        stop_loss=D(105),
+        take_profit=D(90),
+    )
     base.update(kw)
     return PositionView(**base)  # type: ignore[arg-type]
 

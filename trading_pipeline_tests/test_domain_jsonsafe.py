@@ -51,8 +51,13 @@ def test_sdk_like_order_with_uuids_is_json_safe() -> None:
     """The seed's crash: an order model holding UUID and datetime objects written to a JSON column."""
     order_id = uuid.uuid4()
     at = dt.datetime(2026, 11, 24, 14, 30, tzinfo=dt.UTC)
-    order = OrderModel(id=order_id, client_order_id="tp-x", submitted_at=at, qty=Decimal("1.5"),
-                       legs=[OrderModel(id=uuid.uuid4(), client_order_id="leg", submitted_at=at, qty=Decimal(1))])
+    order = OrderModel(
+        id=order_id,
+        client_order_id="tp-x",
+        submitted_at=at,
+        qty=Decimal("1.5"),
+        legs=[OrderModel(id=uuid.uuid4(), client_order_id="leg", submitted_at=at, qty=Decimal(1))],
+    )
     result = json.loads(dumps({"order": order}))
     assert result["order"]["id"] == str(order_id)
     assert result["order"]["submitted_at"] == "2026-11-24T14:30:00+00:00"
@@ -135,9 +140,18 @@ scalars = st.one_of(
     st.sampled_from([Color.RED, Color.BLUE, Level.LOW, pd.NaT, pd.NA, np.float64("nan"), np.int32(3)]),
     st.complex_numbers(),
 )
-hashable = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.uuids(), st.booleans(),
-                     st.sampled_from([Color.RED, Level.LOW]), st.tuples(st.integers(), st.text(max_size=3)),
-                     st.floats(), st.decimals(allow_nan=False), st.dates())
+hashable = st.one_of(
+    st.none(),
+    st.integers(),
+    st.text(max_size=5),
+    st.uuids(),
+    st.booleans(),
+    st.sampled_from([Color.RED, Level.LOW]),
+    st.tuples(st.integers(), st.text(max_size=3)),
+    st.floats(),
+    st.decimals(allow_nan=False),
+    st.dates(),
+)
 nests = st.recursive(
     scalars,
     lambda children: st.one_of(

@@ -7,8 +7,17 @@ from pathlib import Path
 
 import trading_pipeline.domain
 
-FORBIDDEN = ("dagster", "sqlalchemy", "alembic", "alpaca", "trading_pipeline.store", "trading_pipeline.broker",
-             "trading_pipeline.resources", "trading_pipeline.assets", "trading_pipeline.sim")
+FORBIDDEN = (
+    "dagster",
+    "sqlalchemy",
+    "alembic",
+    "alpaca",
+    "trading_pipeline.store",
+    "trading_pipeline.broker",
+    "trading_pipeline.resources",
+    "trading_pipeline.assets",
+    "trading_pipeline.sim",
+)
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -42,7 +42,7 @@ def test_older_migration_is_reported_with_the_fix(tmp_path) -> None:
         upgrade(db)
         with db.engine.begin() as conn:
             conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0000_old'")
-        with pytest.raises(SchemaOutdated, match="is at migration 0000_old.*trading-pipeline db upgrade"):
+        with pytest.raises(SchemaOutdated, match=r"is at migration 0000_old.*trading-pipeline db upgrade"):
             ensure_schema_current(db)
 
 

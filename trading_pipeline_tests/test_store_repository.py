@@ -20,8 +20,15 @@ NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
 
 def new_trade(symbol: str = "ACME", **kw: object) -> repo.NewTrade:
-    base = dict(symbol=symbol, side=PositionSide.LONG, qty=Decimal("10"), entry_price=Decimal("100.12345678"),
-                entry_at=NOW, stop_loss=Decimal("95.5"), take_profit=Decimal("110.25"))
+    base = dict(
+        symbol=symbol,
+        side=PositionSide.LONG,
+        qty=Decimal("10"),
+        entry_price=Decimal("100.12345678"),
+        entry_at=NOW,
+        stop_loss=Decimal("95.5"),
+        take_profit=Decimal("110.25"),
+    )
     base.update(kw)
     return repo.NewTrade(**base)  # type: ignore[arg-type]
 
@@ -56,11 +63,19 @@ def test_enums_are_stored_by_name(db: Database) -> None:
 def test_claim_record_lifecycle(db: Database) -> None:
     trade = repo.insert_trade(db, new_trade())
     cid = client_order_id(trade.id, OrderAction.CLOSE)
-    assert repo.claim_for_close(db, trade.id, client_order_id=cid, reason=ExitReason.STOP_LOSS,
-                                trigger_price=Decimal("95.5"), run_id="run-1", now=NOW)
+    assert repo.claim_for_close(
+        db,
+        trade.id,
+        client_order_id=cid,
+        reason=ExitReason.STOP_LOSS,
+        trigger_price=Decimal("95.5"),
+        run_id="run-1",
+        now=NOW,
+    )
     # A second claim (an overlapping run) loses.
-    assert not repo.claim_for_close(db, trade.id, client_order_id=cid, reason=ExitReason.STOP_LOSS,
-                                    trigger_price=None, run_id="run-2")
+    assert not repo.claim_for_close(
+        db, trade.id, client_order_id=cid, reason=ExitReason.STOP_LOSS, trigger_price=None, run_id="run-2"
+    )
     closing = repo.closing_trades(db)
     assert [t.id for t in closing] == [trade.id]
     assert closing[0].close_client_order_id == cid and closing[0].closing_run_id == "run-1"
@@ -78,15 +93,17 @@ def test_claim_record_lifecycle(db: Database) -> None:
 def test_release_claim_reopens_for_a_later_attempt(db: Database) -> None:
     trade = repo.insert_trade(db, new_trade())
     first = client_order_id(trade.id, OrderAction.CLOSE, 0)
-    assert repo.claim_for_close(db, trade.id, client_order_id=first, reason=ExitReason.TAKE_PROFIT,
-                                trigger_price=None, run_id=None)
+    assert repo.claim_for_close(
+        db, trade.id, client_order_id=first, reason=ExitReason.TAKE_PROFIT, trigger_price=None, run_id=None
+    )
     assert repo.release_claim(db, trade.id, client_order_id=first)
     reopened = repo.get_trade(db, trade.id)
     assert reopened is not None and reopened.status is TradeStatus.OPEN and reopened.close_client_order_id is None
     second = client_order_id(trade.id, OrderAction.CLOSE, reopened.close_attempts)
     assert second != first
-    assert repo.claim_for_close(db, trade.id, client_order_id=second, reason=ExitReason.TAKE_PROFIT,
-                                trigger_price=None, run_id=None)
+    assert repo.claim_for_close(
+        db, trade.id, client_order_id=second, reason=ExitReason.TAKE_PROFIT, trigger_price=None, run_id=None
+    )
     again = repo.get_trade(db, trade.id)
     assert again is not None and again.close_attempts == 2
 
@@ -114,12 +131,31 @@ def test_upsert_order_is_idempotent_and_json_safe(db: Database) -> None:
     trade = repo.insert_trade(db, new_trade())
     cid = client_order_id(trade.id, OrderAction.CLOSE)
     raw = {"id": uuid.uuid4(), "submitted_at": NOW, "qty": Decimal("10"), "nan": float("nan")}
-    fields = repo.OrderFields(client_order_id=cid, symbol="ACME", side=OrderSide.SELL, qty=Decimal(10),
-                              order_type="market", status="new", trade_id=trade.id, raw=raw)
+    fields = repo.OrderFields(
+        client_order_id=cid,
+        symbol="ACME",
+        side=OrderSide.SELL,
+        qty=Decimal(10),
+        order_type="market",
+        status="new",
+        trade_id=trade.id,
+        raw=raw,
+    )
     repo.upsert_order(db, fields)
-    repo.upsert_order(db, repo.OrderFields(client_order_id=cid, symbol="ACME", side=OrderSide.SELL,
-                                           qty=Decimal(10), order_type="market", status="filled",
-                                           filled_qty=Decimal(10), filled_avg_price=Decimal("94.5"), raw=raw))
+    repo.upsert_order(
+        db,
+        repo.OrderFields(
+            client_order_id=cid,
+            symbol="ACME",
+            side=OrderSide.SELL,
+            qty=Decimal(10),
+            order_type="market",
+            status="filled",
+            filled_qty=Decimal(10),
+            filled_avg_price=Decimal("94.5"),
+            raw=raw,
+        ),
+    )
     stored = repo.get_order(db, cid)
     assert stored is not None
     assert stored.status == "filled" and stored.filled_avg_price == Decimal("94.5")
@@ -153,7 +189,9 @@ def test_quotes_and_decision_runs(db: Database) -> None:
 def test_each_operation_returns_its_connection(db: Database) -> None:
     trade = repo.insert_trade(db, new_trade())
     repo.open_trades(db)
-    repo.claim_for_close(db, trade.id, client_order_id="tp-x", reason=ExitReason.MANUAL, trigger_price=None, run_id=None)
+    repo.claim_for_close(
+        db, trade.id, client_order_id="tp-x", reason=ExitReason.MANUAL, trigger_price=None, run_id=None
+    )
     stats = db.monitor.stats()
     assert db.monitor.checked_out == 0
     assert stats.transactions >= 3 and stats.longest_transaction_ms < 5000
@@ -186,8 +224,14 @@ def test_concurrent_claims_on_postgres_exactly_one_wins(postgres_server_url: str
         def contender(worker: int) -> None:
             barrier.wait()
             for trade in trades:
-                won = repo.claim_for_close(db, trade.id, client_order_id=f"tp-{trade.id.hex[:8]}-{worker}",
-                                           reason=ExitReason.STOP_LOSS, trigger_price=None, run_id=str(worker))
+                won = repo.claim_for_close(
+                    db,
+                    trade.id,
+                    client_order_id=f"tp-{trade.id.hex[:8]}-{worker}",
+                    reason=ExitReason.STOP_LOSS,
+                    trigger_price=None,
+                    run_id=str(worker),
+                )
                 if won:
                     with lock:
                         winners.append((trade.id, worker))
