@@ -19,9 +19,17 @@ class OrderSide(enum.StrEnum):
 
 
 class TradeStatus(enum.StrEnum):
+    """A position's lifetime: pending_open → open → closing → closed, or pending_open → cancelled.
+
+    The row exists before the entry order is sent (pending_open) so a crash after the POST leaves a
+    row to reconcile by client_order_id, never an untracked position at the broker.
+    """
+
+    PENDING_OPEN = "pending_open"
     OPEN = "open"
     CLOSING = "closing"
     CLOSED = "closed"
+    CANCELLED = "cancelled"
 
 
 class ExitReason(enum.StrEnum):

@@ -81,6 +81,7 @@ class NewTrade:
     strategy: str | None = None
     open_client_order_id: str | None = None
     decision_run_id: uuid.UUID | None = None
+    status: TradeStatus = TradeStatus.OPEN
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
@@ -119,7 +120,7 @@ def insert_trade(db: Database, new: NewTrade) -> TradeRecord:
             take_profit=new.take_profit,
             trailing_pct=new.trailing_pct,
             high_water_mark=new.entry_price if new.trailing_pct is not None else None,
-            status=TradeStatus.OPEN,
+            status=new.status,
             strategy=new.strategy,
             open_client_order_id=new.open_client_order_id,
             decision_run_id=new.decision_run_id,
@@ -158,6 +159,53 @@ def count_trades_by_status(db: Database) -> dict[TradeStatus, int]:
         counts = {status: 0 for status in TradeStatus}
         counts.update({status: n for status, n in rows})
         return counts
+
+
+def mark_entry_filled(
+    db: Database,
+    trade_id: uuid.UUID,
+    *,
+    client_order_id: str,
+    fill_price: Decimal,
+    filled_qty: Decimal,
+    filled_at: datetime,
+) -> bool:
+    """pending_open → open with the broker's fill (price, qty, time); False if not pending with that id."""
+    with db.transaction() as session:
+        row = session.scalar(
+            sa.select(Trade)
+            .where(
+                Trade.id == trade_id,
+                Trade.status == TradeStatus.PENDING_OPEN,
+                Trade.open_client_order_id == client_order_id,
+            )
+            .with_for_update()
+        )
+        if row is None:
+            return False
+        row.status = TradeStatus.OPEN
+        row.entry_price = fill_price
+        row.qty = filled_qty
+        row.entry_at = filled_at
+        if row.trailing_pct is not None:
+            row.high_water_mark = fill_price
+        return True
+
+
+def cancel_pending_entry(db: Database, trade_id: uuid.UUID, *, client_order_id: str) -> bool:
+    """pending_open → cancelled: the entry order provably never filled (rejected, cancelled, absent)."""
+    with db.transaction() as session:
+        result = session.execute(
+            sa.update(Trade)
+            .where(
+                Trade.id == trade_id,
+                Trade.status == TradeStatus.PENDING_OPEN,
+                Trade.open_client_order_id == client_order_id,
+            )
+            .values(status=TradeStatus.CANCELLED, updated_at=utc_now())
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
 
 
 def claim_for_close(
@@ -353,6 +401,15 @@ def save_quotes(db: Database, quotes: Iterable[Quote], *, run_id: str | None) ->
     with db.transaction() as session:
         session.execute(sa.insert(QuoteRecord), rows)
     return len(rows)
+
+
+def quotes_for_run(db: Database, run_id: str) -> dict[str, Quote]:
+    """The latest quote per symbol stored by one Dagster run (entries reuse the quotes step's fetch)."""
+    with db.transaction() as session:
+        rows = session.scalars(
+            sa.select(QuoteRecord).where(QuoteRecord.dagster_run_id == run_id).order_by(QuoteRecord.quoted_at)
+        ).all()
+        return {row.symbol: Quote(row.symbol, row.bid, row.ask, row.quoted_at) for row in rows}
 
 
 def start_decision_run(db: Database, *, kind: str, run_id: str | None, strategy: str | None = None) -> uuid.UUID:

@@ -1,0 +1,222 @@
+"""The stop-loss sweep: the commit-early close protocol of DESIGN.md.
+
+0. resolve leftover `closing` rows (a crashed run) by looking their order up at the broker
+1. read open trades — COMMIT (no transaction stays open)
+2. one multi-symbol quote request per chunk of unique symbols — no connection checked out
+3. decide exits (pure domain.exits); unusable quotes are flagged, never acted on, never dropped
+4. per exit: claim open → closing (own transaction) → submit with the deterministic
+   client_order_id (no connection checked out) → record the fill (own transaction)
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from trading_pipeline.broker.base import Broker, BrokerError, BrokerOrder, OrderRejected, OrderRequest
+from trading_pipeline.domain.exits import ExitDecision, InvalidQuote, decide_exit, next_high_water_mark
+from trading_pipeline.domain.ids import client_order_id
+from trading_pipeline.domain.types import ExitReason, OrderAction, OrderSide, PositionSide
+from trading_pipeline.steps.orders import is_dead, order_fields
+from trading_pipeline.store import repository as repo
+from trading_pipeline.store.database import Database
+
+log = logging.getLogger(__name__)
+
+# A `closing` row younger than this may belong to a run that is between its claim and its submit;
+# only older rows whose order the broker does not know are released for a retry.
+LEFTOVER_GRACE = timedelta(minutes=2)
+
+
+@dataclass
+class SweepResult:
+    positions_checked: int = 0
+    unique_symbols: int = 0
+    quote_requests: int = 0
+    missing_quotes: list[str] = field(default_factory=list)
+    unusable_quotes: dict[str, str] = field(default_factory=dict)
+    exits_decided: int = 0
+    claimed: int = 0
+    claim_lost: int = 0
+    orders_submitted: int = 0
+    closed: int = 0
+    pending_fill: int = 0
+    closes_by_reason: Counter[str] = field(default_factory=Counter)
+    failures: dict[str, str] = field(default_factory=dict)
+    leftovers_found: int = 0
+    leftovers_closed: int = 0
+    leftovers_released: int = 0
+    high_water_marks_raised: int = 0
+    closed_trades: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def flagged_positions(self) -> dict[str, str]:
+        """Positions that could not be judged this run: no quote, or a quote that must not be used."""
+        flagged = {symbol: "no quote returned by the broker" for symbol in self.missing_quotes}
+        flagged.update(self.unusable_quotes)
+        return flagged
+
+
+def run_stop_loss_sweep(
+    db: Database,
+    broker: Broker,
+    *,
+    run_id: str | None,
+    now: datetime | None = None,
+    max_quote_age: timedelta | None = None,
+    leftover_grace: timedelta = LEFTOVER_GRACE,
+) -> SweepResult:
+    result = SweepResult()
+    resolve_leftover_closes(db, broker, result, now=now, grace=leftover_grace)
+
+    trades = repo.open_trades(db)  # read + commit
+    result.positions_checked = len(trades)
+    symbols = sorted({t.symbol for t in trades})
+    result.unique_symbols = len(symbols)
+    if not trades:
+        return result
+
+    batch = broker.latest_quotes(symbols)  # no DB connection held
+    result.quote_requests = batch.requests
+    result.missing_quotes = sorted(batch.missing | set(batch.rejected))
+    repo.save_quotes(db, batch.quotes.values(), run_id=run_id)
+    decision_time = now or datetime.now(UTC)
+
+    exits: list[tuple[repo.TradeRecord, ExitDecision]] = []
+    marks: dict[uuid.UUID, Decimal] = {}
+    for trade in trades:
+        quote = batch.quotes.get(trade.symbol)
+        if quote is None:
+            continue
+        try:
+            decision = decide_exit(trade.position_view(), quote, now=decision_time, max_quote_age=max_quote_age)
+        except InvalidQuote as exc:
+            result.unusable_quotes[trade.symbol] = exc.problem
+            continue
+        if trade.trailing_pct is not None:
+            mark = next_high_water_mark(trade.position_view(), quote)
+            if mark != trade.high_water_mark:
+                marks[trade.id] = mark
+        if decision is not None:
+            exits.append((trade, decision))
+    result.high_water_marks_raised = repo.update_high_water_marks(db, marks)
+    result.exits_decided = len(exits)
+
+    for trade, decision in exits:
+        close_position(db, broker, trade, decision, run_id=run_id, result=result, now=decision_time)
+    return result
+
+
+def closing_side(side: PositionSide) -> OrderSide:
+    return OrderSide.SELL if side is PositionSide.LONG else OrderSide.BUY
+
+
+def close_position(
+    db: Database,
+    broker: Broker,
+    trade: repo.TradeRecord,
+    decision: ExitDecision,
+    *,
+    run_id: str | None,
+    result: SweepResult,
+    now: datetime,
+) -> None:
+    """Claim (tx) → submit (no tx) → record (tx) for one trade."""
+    cid = client_order_id(trade.id, OrderAction.CLOSE, trade.close_attempts)
+    won = repo.claim_for_close(
+        db,
+        trade.id,
+        client_order_id=cid,
+        reason=decision.reason,
+        trigger_price=decision.trigger_price,
+        run_id=run_id,
+        now=now,
+    )
+    if not won:
+        result.claim_lost += 1  # an overlapping run owns this close
+        return
+    result.claimed += 1
+    request = OrderRequest(symbol=trade.symbol, side=closing_side(trade.side), qty=trade.qty, client_order_id=cid)
+    try:
+        order = broker.submit_order(request)
+    except OrderRejected as exc:
+        # The broker provably holds no order for this id: release so the next run retries (attempt + 1).
+        repo.release_claim(db, trade.id, client_order_id=cid)
+        result.failures[trade.symbol] = f"close rejected by broker: {exc.message}"
+        return
+    except BrokerError as exc:
+        # Ambiguous (timeouts, 5xx after retries): the row stays `closing`; the next run looks the id up.
+        result.failures[trade.symbol] = f"close submit unresolved, will reconcile by client_order_id: {exc}"
+        return
+    result.orders_submitted += 1
+    record_close_order(db, trade, order, result=result, reason=decision.reason)
+
+
+def record_close_order(
+    db: Database,
+    trade: repo.TradeRecord,
+    order: BrokerOrder,
+    *,
+    result: SweepResult,
+    reason: ExitReason | None,
+) -> None:
+    repo.upsert_order(db, order_fields(order, trade.id))
+    if order.is_filled:
+        closed = repo.record_close(
+            db,
+            trade.id,
+            client_order_id=order.client_order_id,
+            close_price=order.filled_avg_price,
+            closed_at=order.filled_at or datetime.now(UTC),
+        )
+        if closed:
+            result.closed += 1
+            final_reason = reason or trade.close_reason
+            result.closes_by_reason[final_reason.value if final_reason else "unknown"] += 1
+            result.closed_trades.append(
+                {
+                    "symbol": trade.symbol,
+                    "reason": final_reason,
+                    "qty": trade.qty,
+                    "entry": trade.entry_price,
+                    "exit": order.filled_avg_price,
+                    "client_order_id": order.client_order_id,
+                }
+            )
+    else:
+        result.pending_fill += 1  # accepted, not yet filled (e.g. market closed): resolved next run
+
+
+def resolve_leftover_closes(
+    db: Database, broker: Broker, result: SweepResult, *, now: datetime | None, grace: timedelta
+) -> None:
+    """Finish what a crashed or overlapping run left `closing`, by client_order_id at the broker."""
+    leftovers = repo.closing_trades(db)
+    result.leftovers_found = len(leftovers)
+    current = now or datetime.now(UTC)
+    for trade in leftovers:
+        cid = trade.close_client_order_id
+        if cid is None:  # cannot happen through claim_for_close; flag it rather than guess
+            result.failures[trade.symbol] = "closing row without client_order_id"
+            continue
+        try:
+            order = broker.order_by_client_order_id(cid)
+        except BrokerError as exc:
+            result.failures[trade.symbol] = f"leftover close lookup failed: {exc}"
+            continue
+        young = trade.closing_started_at is not None and current - trade.closing_started_at < grace
+        if order is None or is_dead(order):
+            if young:
+                continue  # maybe another run is about to submit it; look again next run
+            if order is not None:
+                repo.upsert_order(db, order_fields(order, trade.id))
+            if repo.release_claim(db, trade.id, client_order_id=cid):
+                result.leftovers_released += 1
+            continue
+        before = result.closed
+        record_close_order(db, trade, order, result=result, reason=None)
+        result.leftovers_closed += result.closed - before
