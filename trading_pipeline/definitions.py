@@ -1,7 +1,54 @@
-"""The one dagster.Definitions of the product (assets, checks, jobs, schedules, sensors, resources)."""
+"""The one dagster.Definitions of the product: assets, checks, jobs, resources (schedules and sensors
+join in `automation/`).
+
+Settings are read when the code location loads, so a forbidden configuration (live trading without the
+opt-in, an unknown broker kind) stops the location from loading with the reason, instead of failing later.
+Secrets reach resources only as EnvVar, which the UI shows by name, never by value.
+"""
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 
-defs = dg.Definitions()
+from trading_pipeline.assets.closes import closes
+from trading_pipeline.assets.entries import entries
+from trading_pipeline.assets.positions import positions
+from trading_pipeline.assets.quotes import quotes
+from trading_pipeline.assets.universe import universe
+from trading_pipeline.jobs import stop_loss_job, trading_day_job
+from trading_pipeline.resources.broker import BrokerResource
+from trading_pipeline.resources.database import TradingDatabase
+from trading_pipeline.resources.strategy import StrategyConfig
+from trading_pipeline.settings import BrokerKind, Settings, TradingMode
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    database_url: str | dg.EnvVar = (
+        dg.EnvVar("DATABASE_URL") if os.environ.get("DATABASE_URL") else settings.database_url
+    )
+    if settings.broker is BrokerKind.ALPACA:
+        broker = BrokerResource(
+            kind="alpaca",
+            api_key=dg.EnvVar("ALPACA_API_KEY"),
+            secret_key=dg.EnvVar("ALPACA_SECRET_KEY"),
+            trading_url=settings.alpaca_trading_url,
+            data_url=settings.alpaca_data_url,
+            paper=settings.trading_mode is TradingMode.PAPER,
+        )
+    else:
+        broker = BrokerResource(kind="sim", trading_url=settings.alpaca_trading_url, data_url=settings.alpaca_data_url)
+    return {"database": TradingDatabase(url=database_url), "broker": broker, "strategy": StrategyConfig()}
+
+
+ASSETS = [universe, quotes, positions, entries, closes]
+JOBS = [stop_loss_job, trading_day_job]
+
+
+def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:
+    """The product's Definitions with the given resources (the demo and tests point them at a sim broker)."""
+    return dg.Definitions(assets=ASSETS, jobs=JOBS, resources=resources)
+
+
+defs = build_definitions(build_resources(Settings.from_env()))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -20,7 +21,7 @@ from decimal import Decimal
 from trading_pipeline.broker.base import Broker, BrokerError, BrokerOrder, OrderRejected, OrderRequest
 from trading_pipeline.domain.exits import ExitDecision, InvalidQuote, decide_exit, next_high_water_mark
 from trading_pipeline.domain.ids import client_order_id
-from trading_pipeline.domain.types import ExitReason, OrderAction, OrderSide, PositionSide
+from trading_pipeline.domain.types import ExitReason, OrderAction, OrderSide, PositionSide, Quote
 from trading_pipeline.steps.orders import is_dead, order_fields
 from trading_pipeline.store import repository as repo
 from trading_pipeline.store.database import Database
@@ -69,7 +70,10 @@ def run_stop_loss_sweep(
     now: datetime | None = None,
     max_quote_age: timedelta | None = None,
     leftover_grace: timedelta = LEFTOVER_GRACE,
+    prefetched: Mapping[str, Quote] | None = None,
 ) -> SweepResult:
+    """One sweep. `prefetched`: quotes this run already fetched (the `quotes` asset); only symbols not in
+    it are requested, so a stop-loss run asks the broker for each symbol once."""
     result = SweepResult()
     resolve_leftover_closes(db, broker, result, now=now, grace=leftover_grace)
 
@@ -80,16 +84,21 @@ def run_stop_loss_sweep(
     if not trades:
         return result
 
-    batch = broker.latest_quotes(symbols)  # no DB connection held
-    result.quote_requests = batch.requests
-    result.missing_quotes = sorted(batch.missing | set(batch.rejected))
-    repo.save_quotes(db, batch.quotes.values(), run_id=run_id)
+    wanted = set(symbols)
+    quotes: dict[str, Quote] = {s: q for s, q in (prefetched or {}).items() if s in wanted}
+    to_fetch = [s for s in symbols if s not in quotes]
+    if to_fetch:
+        batch = broker.latest_quotes(to_fetch)  # no DB connection held
+        result.quote_requests = batch.requests
+        result.missing_quotes = sorted(batch.missing | set(batch.rejected))
+        repo.save_quotes(db, batch.quotes.values(), run_id=run_id)
+        quotes.update(batch.quotes)
     decision_time = now or datetime.now(UTC)
 
     exits: list[tuple[repo.TradeRecord, ExitDecision]] = []
     marks: dict[uuid.UUID, Decimal] = {}
     for trade in trades:
-        quote = batch.quotes.get(trade.symbol)
+        quote = quotes.get(trade.symbol)
         if quote is None:
             continue
         try:

@@ -208,6 +208,23 @@ def cancel_pending_entry(db: Database, trade_id: uuid.UUID, *, client_order_id: 
         return result.rowcount == 1
 
 
+def closes_by_reason(db: Database, *, since: datetime | None = None) -> dict[str, int]:
+    with db.transaction() as session:
+        query = (
+            sa.select(Trade.close_reason, sa.func.count())
+            .where(Trade.status == TradeStatus.CLOSED)
+            .group_by(Trade.close_reason)
+        )
+        if since is not None:
+            query = query.where(Trade.closed_at >= since)
+        return {(reason.value if reason else "unknown"): n for reason, n in session.execute(query).all()}
+
+
+def oldest_open_entry(db: Database) -> datetime | None:
+    with db.transaction() as session:
+        return session.scalar(sa.select(sa.func.min(Trade.entry_at)).where(Trade.status == TradeStatus.OPEN))
+
+
 def claim_for_close(
     db: Database,
     trade_id: uuid.UUID,

@@ -1,0 +1,57 @@
+"""`entries`: the strategy's picks opened as BUYs with stop-loss and take-profit, within risk limits."""
+
+
+import dagster as dg
+
+from trading_pipeline.assets.context import guarded_broker, trading_date
+from trading_pipeline.assets.metadata import db_stats_metadata, markdown_table, md, reasons_table
+from trading_pipeline.resources.broker import BrokerResource
+from trading_pipeline.resources.database import TradingDatabase
+from trading_pipeline.resources.strategy import StrategyConfig
+from trading_pipeline.steps.entries import open_entries
+
+
+@dg.asset(
+    deps=["universe", "quotes"],
+    group_name="trading",
+    kinds={"python", "sql"},
+    description=(
+        "Runs the entry strategy on the day's universe sample and opens market BUYs sized within the risk "
+        "limits (max positions, notional per position and in total, buying power). One decision_runs row per "
+        "run holds the JSON-safe execution metadata, including the broker's order objects."
+    ),
+)
+def entries(
+    context: dg.AssetExecutionContext, database: TradingDatabase, broker: BrokerResource, strategy: StrategyConfig
+) -> dg.MaterializeResult:
+    client = guarded_broker(broker, database)
+    clock = client.clock()
+    result = open_entries(
+        database.db,
+        client,
+        strategy=strategy.strategy(),
+        limits=strategy.limits(),
+        trading_date=trading_date(clock),
+        run_id=context.run_id,
+        now=clock.timestamp,
+    )
+    if result.skipped_reason:
+        context.log.warning(f"entries: no orders — {result.skipped_reason}")
+    return dg.MaterializeResult(
+        metadata={
+            "trading_date": result.trading_date.isoformat(),
+            "skipped_reason": result.skipped_reason or "",
+            "candidates": result.candidates,
+            "proposed": result.proposed,
+            "sized": result.sized,
+            "orders_submitted": result.orders_submitted,
+            "opened": result.opened,
+            "pending": result.pending,
+            "failures": md(reasons_table(result.failures)),
+            "dropped_by_risk_limits": md(reasons_table(result.dropped)),
+            "opened_positions": md(markdown_table(result.opened_trades)),
+            "buying_power": float(result.buying_power or 0),
+            "decision_run_id": result.decision_run_id or "",
+            **db_stats_metadata(database.db.monitor.stats()),
+        }
+    )

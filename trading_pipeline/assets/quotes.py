@@ -1,0 +1,54 @@
+"""`quotes`: latest quotes for open positions ∪ today's candidates, in as few requests as the API allows."""
+
+
+import dagster as dg
+
+from trading_pipeline.assets.context import guarded_broker, trading_date
+from trading_pipeline.assets.metadata import md, reasons_table, symbols_text
+from trading_pipeline.resources.broker import BrokerResource
+from trading_pipeline.resources.database import TradingDatabase
+from trading_pipeline.steps.quotes import fetch_quotes
+
+
+class QuotesConfig(dg.Config):
+    include_candidates: bool = True  # the stop-loss job turns this off: it only needs open positions
+
+
+@dg.asset(
+    deps=["universe"],
+    group_name="trading",
+    kinds={"python", "sql"},
+    description=(
+        "Latest bid/ask for every open position (and, for the trading-day job, today's candidates): unique "
+        "symbols, one multi-symbol request per chunk. Missing and unusable quotes (NaN, 0, crossed) are listed, "
+        "never replaced by a price."
+    ),
+)
+def quotes(
+    context: dg.AssetExecutionContext, config: QuotesConfig, database: TradingDatabase, broker: BrokerResource
+) -> dg.MaterializeResult:
+    client = guarded_broker(broker, database)
+    clock = client.clock()
+    result = fetch_quotes(
+        database.db,
+        client,
+        trading_date=trading_date(clock) if config.include_candidates else None,
+        run_id=context.run_id,
+        now=clock.timestamp,
+    )
+    if result.missing or result.unusable:
+        context.log.warning(f"quotes: {len(result.missing)} missing, {len(result.unusable)} unusable")
+    return dg.MaterializeResult(
+        metadata={
+            "symbols_requested": result.symbols_requested,
+            "open_position_symbols": result.open_position_symbols,
+            "candidate_symbols": result.candidate_symbols,
+            "quote_requests": result.requests,
+            "quotes_received": len(result.quotes),
+            "missing_count": len(result.missing),
+            "missing_symbols": symbols_text(result.missing),
+            "unusable_quotes": md(reasons_table(result.unusable)),
+            "oldest_quote_age_seconds": float(result.oldest_quote_age_seconds or 0.0),
+            "market_open": clock.is_open,
+        }
+    )

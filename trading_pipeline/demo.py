@@ -1,0 +1,387 @@
+"""`trading-pipeline demo`: a simulated trading session run through Dagster, end to end, in about a minute.
+
+It starts the local sim broker in-process, uses a fresh SQLite trading DB and a project-local Dagster
+instance (so the runs stay visible in `dagster dev`), runs the trading-day job at the open, then a
+stop-loss run every 2 simulated minutes, with a scripted gap-down through a stop and a jump through a
+take-profit. It ends with an outcome report — outcomes first — and exits ≠ 0 if any run failed or any
+position ended beyond its stop.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+import dagster as dg
+import exchange_calendars as xcals
+import pandas as pd
+
+from trading_pipeline.broker.alpaca import AlpacaBroker
+from trading_pipeline.definitions import build_definitions
+from trading_pipeline.domain.exits import InvalidQuote, decide_exit
+from trading_pipeline.domain.types import ExitReason, OrderSide, TradeStatus
+from trading_pipeline.jobs import STOP_LOSS_JOB, TRADING_DAY_JOB
+from trading_pipeline.resources.broker import BrokerResource
+from trading_pipeline.resources.database import TradingDatabase
+from trading_pipeline.resources.strategy import StrategyConfig
+from trading_pipeline.sim.server import SimBroker
+from trading_pipeline.store import repository as repo
+from trading_pipeline.store.database import Database
+from trading_pipeline.store.migrate import upgrade
+
+RUN_EVERY = timedelta(minutes=2)
+DEFAULT_MINUTES = 60
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class DemoOptions:
+    data_dir: Path
+    seed: int = 7
+    minutes: int = DEFAULT_MINUTES
+    full_day: bool = False
+    session_date: date | None = None
+    n_symbols: int = 3000
+    sample_size: int = 300
+    max_positions: int = 20
+
+
+@dataclass
+class RunOutcome:
+    number: int
+    at: datetime
+    success: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+    failed_checks: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class DemoReport:
+    session_date: date
+    span: str
+    positions_opened: int
+    closes_by_reason: dict[str, int]
+    buys: int
+    sells: int
+    open_positions: int
+    oldest_open_minutes: float | None
+    quote_requests: int
+    positions_checked: int
+    longest_transaction_ms: float
+    checkouts_during_broker_calls: int
+    runs_succeeded: int
+    runs_failed: int
+    failed_checks: list[str]
+    beyond_stop: list[str]
+    scripted: dict[str, str]
+    wall_seconds: float
+    dagster_home: Path
+    database_path: Path
+
+    @property
+    def healthy(self) -> bool:
+        return self.runs_failed == 0 and not self.beyond_stop and not self.failed_checks
+
+
+def last_full_session(today: date) -> date:
+    """The most recent NYSE session before `today` (a whole, past day the simulator can replay)."""
+    calendar = xcals.get_calendar("XNYS")
+    sessions = calendar.sessions_in_range(pd.Timestamp(today) - pd.Timedelta(days=14), pd.Timestamp(today))
+    earlier = [s.date() for s in sessions if s.date() < today]
+    return earlier[-1]
+
+
+def session_bounds(day: date) -> tuple[datetime, datetime]:
+    calendar = xcals.get_calendar("XNYS")
+    opened = calendar.session_open(pd.Timestamp(day)).to_pydatetime().astimezone(UTC)
+    closed = calendar.session_close(pd.Timestamp(day)).to_pydatetime().astimezone(UTC)
+    return opened, closed
+
+
+def prepare_dagster_home(data_dir: Path) -> Path:
+    home = (data_dir / "dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    project_yaml = Path(__file__).resolve().parents[1] / "dagster.yaml"
+    if project_yaml.exists():
+        shutil.copyfile(project_yaml, home / "dagster.yaml")
+    return home
+
+
+def fresh_trading_db(data_dir: Path) -> Path:
+    folder = (data_dir / "demo").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "trading.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+class Demo:
+    def __init__(self, options: DemoOptions, out: TextIO = sys.stdout) -> None:
+        self.options = options
+        self.out = out
+        self.outcomes: list[RunOutcome] = []
+        self.scripted: dict[str, str] = {}
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def run(self) -> DemoReport:
+        started = time.perf_counter()
+        options = self.options
+        day = options.session_date or last_full_session(datetime.now(UTC).date())
+        opened, closed = session_bounds(day)
+        end = closed if options.full_day else min(closed, opened + timedelta(minutes=options.minutes))
+        span = "full session" if end == closed else f"first {int((end - opened).total_seconds() // 60)} minutes"
+        home = prepare_dagster_home(options.data_dir)
+        db_path = fresh_trading_db(options.data_dir)
+        db_url = f"sqlite:///{db_path}"
+        with Database(db_url) as db:
+            upgrade(db)
+        instance = dg.DagsterInstance.from_config(str(home))
+        self.say(f"demo: NYSE session {day} ({span}), sim broker seed {options.seed}, {options.n_symbols} symbols")
+        self.say(f"demo: trading DB {db_path} (fresh), Dagster instance {home}")
+        with SimBroker(seed=options.seed, n_symbols=options.n_symbols, start=opened, realtime=False) as sim:
+            defs = build_definitions(self.resources(db_url, sim.url))
+            with Database(db_url) as db, instance:
+                self.trading_day(defs, instance, day)
+                self.stop_loss_loop(defs, instance, db, sim, opened, end)
+                report = self.report(db, sim, day, span, started, home, db_path)
+        return report
+
+    def resources(self, db_url: str, sim_url: str) -> dict[str, dg.ConfigurableResource]:
+        return {
+            "database": TradingDatabase(url=db_url),
+            "broker": BrokerResource(kind="sim", trading_url=sim_url, data_url=sim_url),
+            "strategy": StrategyConfig(
+                max_open_positions=self.options.max_positions,
+                max_notional_per_position=4000.0,
+                max_total_notional=90000.0,
+            ),
+        }
+
+    def trading_day(self, defs: dg.Definitions, instance: dg.DagsterInstance, day: date) -> None:
+        job = defs.resolve_job_def(TRADING_DAY_JOB)
+        config = {**QUIET_LOGS, "ops": {"universe": {"config": {"sample_size": self.options.sample_size}}}}
+        result = job.execute_in_process(
+            instance=instance, partition_key=day.isoformat(), run_config=config, raise_on_error=False
+        )
+        entries = _metadata(result, "entries")
+        universe = _metadata(result, "universe")
+        status = "✓" if result.success else "✗ FAILED"
+        self.say(
+            f"09:30 ET  trading day {status}: universe {universe.get('sample_size', '?')} of "
+            f"{universe.get('universe_size', '?')} symbols → {entries.get('proposed', 0)} candidates → "
+            f"{entries.get('opened', 0)} positions opened"
+        )
+        self.outcomes.append(RunOutcome(0, datetime.now(UTC), result.success, entries, _failed_checks(result)))
+
+    def stop_loss_loop(
+        self,
+        defs: dg.Definitions,
+        instance: dg.DagsterInstance,
+        db: Database,
+        sim: SimBroker,
+        opened: datetime,
+        end: datetime,
+    ) -> None:
+        job = defs.resolve_job_def(STOP_LOSS_JOB)
+        total = int((end - opened) / RUN_EVERY)
+        events = self.scripted_events(db, sim, total)
+        for number in range(1, total + 1):
+            sim.market.advance(RUN_EVERY)
+            for event in events.pop(number, []):
+                event()
+            result = job.execute_in_process(instance=instance, run_config=QUIET_LOGS, raise_on_error=False)
+            outcome = RunOutcome(
+                number,
+                sim.market.now,
+                result.success,
+                _metadata(result, "closes"),
+                _failed_checks(result),
+                _error(result),
+            )
+            self.outcomes.append(outcome)
+            self.progress(outcome, total)
+
+    def scripted_events(self, db: Database, sim: SimBroker, total: int) -> dict[int, list[Callable[[], None]]]:
+        """A gap-down through one position's stop and a jump through another's take-profit."""
+        trades = repo.open_trades(db)
+        events: dict[int, list[Callable[[], None]]] = {}
+        if not trades:
+            self.say("demo: no positions were opened, so no scripted stop or take-profit")
+            return events
+        gap, jump = trades[0], trades[-1] if len(trades) > 1 else None
+        at_gap, at_jump = max(1, min(5, total)), max(1, min(10, total))
+
+        def gap_down() -> None:
+            sim.market.gap(gap.symbol, -15)
+            self.scripted["gap_down"] = f"{gap.symbol} gapped −15% through its stop {gap.stop_loss} at run {at_gap}"
+            self.say(f"          ⚡ scripted: {gap.symbol} gaps −15% (stop {gap.stop_loss})")
+
+        events.setdefault(at_gap, []).append(gap_down)
+        if jump is not None and jump.take_profit is not None:
+            target = jump.take_profit * Decimal("1.01")
+
+            def jump_up() -> None:
+                sim.market.set_price(jump.symbol, target, target + Decimal("0.02"))
+                self.scripted["take_profit"] = f"{jump.symbol} jumped to {target:.2f} through {jump.take_profit}"
+                self.say(f"          ⚡ scripted: {jump.symbol} jumps to {target:.2f} (take-profit {jump.take_profit})")
+
+            events.setdefault(at_jump, []).append(jump_up)
+        return events
+
+    def progress(self, outcome: RunOutcome, total: int) -> None:
+        meta = outcome.metadata
+        closed = int(meta.get("closed", 0))
+        eventful = closed or not outcome.success or outcome.failed_checks
+        if not (eventful or outcome.number % 10 == 0 or outcome.number == total):
+            return
+        clock = outcome.at.astimezone(_NY).strftime("%H:%M")
+        mark = "✓" if outcome.success and not outcome.failed_checks else "✗"
+        line = (
+            f"{clock} ET  stop-loss run {outcome.number:>3}/{total} {mark}  checked {meta.get('positions_checked', 0)}"
+            f" positions, closed {closed}"
+        )
+        if closed:
+            line += f" ({_reasons_text(meta)})"
+        if outcome.failed_checks:
+            line += f"  FAILED CHECKS: {', '.join(outcome.failed_checks)}"
+        if not outcome.success:
+            line += f"  RUN FAILED: {outcome.error}"
+        self.say(line)
+
+    def report(
+        self, db: Database, sim: SimBroker, day: date, span: str, started: float, home: Path, db_path: Path
+    ) -> DemoReport:
+        counts = repo.count_trades_by_status(db)
+        sides = repo.count_orders_by_side(db)
+        oldest = repo.oldest_open_entry(db)
+        stop_runs = [o for o in self.outcomes if o.number > 0]
+        return DemoReport(
+            session_date=day,
+            span=span,
+            positions_opened=counts[TradeStatus.OPEN] + counts[TradeStatus.CLOSING] + counts[TradeStatus.CLOSED],
+            closes_by_reason=repo.closes_by_reason(db),
+            buys=sides[OrderSide.BUY],
+            sells=sides[OrderSide.SELL],
+            open_positions=counts[TradeStatus.OPEN],
+            oldest_open_minutes=(sim.market.now - oldest).total_seconds() / 60 if oldest else None,
+            quote_requests=sim.requests("GET /v2/stocks/quotes/latest"),
+            positions_checked=sum(int(o.metadata.get("positions_checked", 0)) for o in stop_runs),
+            longest_transaction_ms=max(
+                (float(o.metadata.get("db_longest_transaction_ms", 0)) for o in stop_runs), default=0.0
+            ),
+            checkouts_during_broker_calls=sum(
+                int(o.metadata.get("db_checkouts_during_broker_calls", 0)) for o in stop_runs
+            ),
+            runs_succeeded=sum(1 for o in self.outcomes if o.success),
+            runs_failed=sum(1 for o in self.outcomes if not o.success),
+            failed_checks=sorted({c for o in self.outcomes for c in o.failed_checks}),
+            beyond_stop=self.positions_beyond_stop(db, sim),
+            scripted=self.scripted,
+            wall_seconds=time.perf_counter() - started,
+            dagster_home=home,
+            database_path=db_path,
+        )
+
+    def positions_beyond_stop(self, db: Database, sim: SimBroker) -> list[str]:
+        """At the end, with fresh quotes straight from the broker: is any open position beyond its stop?"""
+        trades = repo.open_trades(db)
+        if not trades:
+            return []
+        broker = AlpacaBroker(api_key="sim-key", secret_key="sim-secret", trading_url=sim.url, data_url=sim.url)
+        quotes = broker.latest_quotes({t.symbol for t in trades}).quotes
+        beyond = []
+        for trade in trades:
+            quote = quotes.get(trade.symbol)
+            if quote is None:
+                beyond.append(f"{trade.symbol}: no quote at the end, cannot tell")
+                continue
+            try:
+                decision = decide_exit(trade.position_view(), quote)
+            except InvalidQuote as exc:
+                beyond.append(f"{trade.symbol}: {exc}")
+                continue
+            if decision is not None and decision.reason is ExitReason.STOP_LOSS:
+                beyond.append(f"{trade.symbol}: bid {quote.bid} ≤ stop {trade.stop_loss}")
+        return beyond
+
+
+def render_report(report: DemoReport) -> str:
+    verdict = "HEALTHY" if report.healthy else "UNHEALTHY"
+    ratio = f"{report.buys}:{report.sells}"
+    closes = ", ".join(f"{k} {v}" for k, v in sorted(report.closes_by_reason.items())) or "none"
+    oldest = f"{report.oldest_open_minutes:.0f} min" if report.oldest_open_minutes is not None else "no open positions"
+    lines = [
+        "",
+        f"== outcome report: NYSE session {report.session_date}, {report.span} ==",
+        f"health                   {verdict}: {report.runs_succeeded} runs succeeded, {report.runs_failed} failed"
+        + (f"; failed checks: {', '.join(report.failed_checks)}" if report.failed_checks else ""),
+        f"positions beyond stop    {len(report.beyond_stop)}"
+        + (f": {'; '.join(report.beyond_stop)}" if report.beyond_stop else ""),
+        f"positions opened         {report.positions_opened}",
+        f"closes by reason         {closes}",
+        f"BUY:SELL orders          {ratio}",
+        f"open positions           {report.open_positions} (oldest {oldest})",
+        f"quote requests           {report.quote_requests} for {report.positions_checked} position checks",
+        f"longest DB transaction   {report.longest_transaction_ms:.1f} ms; connections held during broker calls: "
+        f"{report.checkouts_during_broker_calls}",
+    ]
+    for name, text in sorted(report.scripted.items()):
+        lines.append(f"scripted {name:<15} {text}")
+    if report.span != "full session":
+        lines.append(
+            "(a shorter span than the full session by default; `trading-pipeline demo --full-day` runs it all)"
+        )
+    lines += [
+        f"wall time                {report.wall_seconds:.1f} s",
+        "",
+        f"See the runs in the UI:  DAGSTER_HOME={report.dagster_home} dagster dev -w workspace.yaml -h 127.0.0.1",
+        f"Trading DB:              {report.database_path}",
+    ]
+    return "\n".join(lines)
+
+
+_NY = __import__("zoneinfo").ZoneInfo("America/New_York")
+
+
+def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
+    for event in result.get_asset_materialization_events():
+        materialization = event.asset_materialization
+        if materialization is not None and materialization.asset_key.to_user_string() == asset:
+            return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    return {}
+
+
+def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+    failed = []
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if evaluation is not None and not evaluation.passed:
+                failed.append(evaluation.check_name)
+    return failed
+
+
+def _error(result: dg.ExecuteInProcessResult) -> str:
+    if result.success:
+        return ""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            return error.message.strip().splitlines()[0] if error else "step failed"
+    return "run failed"
+
+
+def _reasons_text(meta: dict[str, Any]) -> str:
+    reasons = meta.get("closes_by_reason") or {}
+    return ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) if isinstance(reasons, dict) else str(reasons)

@@ -1,0 +1,35 @@
+"""Strategy choice and risk limits as a resource, validated when a run starts."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import dagster as dg
+
+from trading_pipeline.domain.risk import RiskLimits
+from trading_pipeline.domain.strategy import EntryStrategy, strategy_by_name
+
+
+class StrategyConfig(dg.ConfigurableResource):
+    """The entry strategy (by name) with its levels, and the risk limits every entry must fit."""
+
+    name: str = "momentum"
+    stop_loss_pct: float = 3.0
+    take_profit_pct: float = 6.0
+    max_open_positions: int = 10
+    max_notional_per_position: float = 5000.0
+    max_total_notional: float = 50000.0
+
+    def strategy(self) -> EntryStrategy:
+        return strategy_by_name(
+            self.name,
+            stop_loss_pct=Decimal(str(self.stop_loss_pct)),
+            take_profit_pct=Decimal(str(self.take_profit_pct)),
+        )
+
+    def limits(self) -> RiskLimits:
+        return RiskLimits(
+            max_open_positions=self.max_open_positions,
+            max_notional_per_position=Decimal(str(self.max_notional_per_position)),
+            max_total_notional=Decimal(str(self.max_total_notional)),
+        )
