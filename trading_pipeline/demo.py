@@ -214,7 +214,7 @@ class Demo:
 
     def scripted_events(self, db: Database, sim: SimBroker, total: int) -> dict[int, list[Callable[[], None]]]:
         """A gap-down through one position's stop and a jump through another's take-profit."""
-        trades = repo.open_trades(db)
+        trades = sorted(repo.open_trades(db), key=lambda t: t.symbol)  # same seed → same script
         events: dict[int, list[Callable[[], None]]] = {}
         if not trades:
             self.say("demo: no positions were opened, so no scripted stop or take-profit")
@@ -355,10 +355,8 @@ _NY = __import__("zoneinfo").ZoneInfo("America/New_York")
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    for event in result.get_asset_materialization_events():
-        materialization = event.asset_materialization
-        if materialization is not None and materialization.asset_key.to_user_string() == asset:
-            return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    for materialization in result.asset_materializations_for_node(asset):
+        return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
     return {}
 
 
