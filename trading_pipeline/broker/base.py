@@ -21,6 +21,8 @@ class OrderType(enum.StrEnum):
     LIMIT = "limit"
     STOP = "stop"
     STOP_LIMIT = "stop_limit"
+    # Not submitted by the product, but a manual order seen at the broker must still convert.
+    TRAILING_STOP = "trailing_stop"
 
 
 class OrderClass(enum.StrEnum):
@@ -28,6 +30,7 @@ class OrderClass(enum.StrEnum):
     BRACKET = "bracket"
     OCO = "oco"
     OTO = "oto"
+    MLEG = "mleg"  # options multi-leg; only ever read, never submitted
 
 
 class TimeInForce(enum.StrEnum):

@@ -8,6 +8,7 @@ for pandas indexing.
 from __future__ import annotations
 
 import bisect
+import warnings
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
@@ -26,7 +27,10 @@ class NyseSessions:
     """Sessions of the NYSE between two dates: `days[i]` opens at `opens[i]` and closes at `closes[i]` (UTC)."""
 
     def __init__(self, first: date, last: date) -> None:
-        calendar = xcals.get_calendar(CALENDAR_NAME, start=first.isoformat(), end=last.isoformat())
+        with warnings.catch_warnings():
+            # exchange_calendars 4.13 trips pandas 3's deprecation of Series.values on tz-aware data; noise only.
+            warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+            calendar = xcals.get_calendar(CALENDAR_NAME, start=first.isoformat(), end=last.isoformat())
         self.days: list[date] = [ts.date() for ts in calendar.sessions]
         self.opens: list[datetime] = [ts.to_pydatetime().astimezone(UTC) for ts in calendar.opens]
         self.closes: list[datetime] = [ts.to_pydatetime().astimezone(UTC) for ts in calendar.closes]
