@@ -57,7 +57,10 @@ def webserver(tmp_path_factory: pytest.TempPathFactory):
     executable = Path(sys.executable).with_name("dagster-webserver")
     process = subprocess.Popen(
         [str(executable), "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 90

@@ -67,17 +67,17 @@ def closes(
     result = run_stop_loss_sweep(
         db,
         client,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         now=clock.timestamp,
         max_quote_age=timedelta(seconds=config.max_quote_age_seconds) if clock.is_open else None,
-        prefetched=repo.quotes_for_run(db, context.run_id),
+        prefetched=repo.quotes_for_run(db, context.run.run_id),
     )
     flagged = result.flagged_positions
     if flagged:
         context.log.error(f"closes: {len(flagged)} positions could not be judged: {flagged}")
     if result.failures:
         context.log.error(f"closes: failures: {result.failures}")
-    beyond = positions_beyond_stop(db, context.run_id)
+    beyond = positions_beyond_stop(db, context.run.run_id)
     stats = db.monitor.stats()
     return dg.MaterializeResult(
         metadata={

@@ -32,7 +32,7 @@ def entries(
         strategy=strategy.strategy(),
         limits=strategy.limits(),
         trading_date=trading_date(clock),
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         now=clock.timestamp,
     )
     if result.skipped_reason:

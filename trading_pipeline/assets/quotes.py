@@ -33,7 +33,7 @@ def quotes(
         database.db,
         client,
         trading_date=trading_date(clock) if config.include_candidates else None,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         now=clock.timestamp,
     )
     if result.missing or result.unusable:

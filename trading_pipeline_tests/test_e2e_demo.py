@@ -1,0 +1,44 @@
+"""The demo (the README's main command) runs in the suite at a small size; its report matches the DB."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+
+import dagster as dg
+
+from trading_pipeline.demo import Demo, DemoOptions, render_report
+from trading_pipeline.domain.types import OrderSide, TradeStatus
+from trading_pipeline.store import repository as repo
+from trading_pipeline.store.database import Database
+
+
+def test_demo_small_session(tmp_path) -> None:
+    out = io.StringIO()
+    options = DemoOptions(
+        data_dir=tmp_path, minutes=24, session_date=date(2026, 11, 24), n_symbols=600, sample_size=150, max_positions=8
+    )
+    report = Demo(options, out=out).run()
+    text = render_report(report)
+    assert report.healthy, text
+    assert report.runs_failed == 0 and report.runs_succeeded == 1 + 12
+    assert report.closes_by_reason.get("stop_loss", 0) >= 1, text  # the scripted gap-down
+    assert report.closes_by_reason.get("take_profit", 0) >= 1, text  # the scripted jump
+    assert report.checkouts_during_broker_calls == 0 and report.beyond_stop == []
+    assert "12/12" in out.getvalue() and "scripted" in out.getvalue()
+
+    with Database(f"sqlite:///{report.database_path}") as db:
+        counts = repo.count_trades_by_status(db)
+        sides = repo.count_orders_by_side(db)
+        assert report.positions_opened == counts[TradeStatus.OPEN] + counts[TradeStatus.CLOSED] == 8
+        assert report.closes_by_reason == repo.closes_by_reason(db)
+        assert (report.buys, report.sells) == (sides[OrderSide.BUY], sides[OrderSide.SELL])
+        assert report.open_positions == counts[TradeStatus.OPEN]
+    assert report.quote_requests == 13  # one multi-symbol request per run, for every position at once
+
+    # The runs are in the project-local Dagster instance, visible to `dagster dev` afterwards.
+    with dg.DagsterInstance.from_config(str(report.dagster_home)) as instance:
+        runs = instance.get_run_records()
+        assert len(runs) == 13
+        assert {r.dagster_run.job_name for r in runs} == {"stop_loss_job", "trading_day_job"}
+    assert "HEALTHY" in text and "BUY:SELL" in text
