@@ -54,6 +54,7 @@ from trading_pipeline.broker.base import (
     OrderRequest,
     OrderType,
     QuoteBatch,
+    TimeInForce,
     TradingSession,
 )
 from trading_pipeline.broker.retry import RetryPolicy
@@ -192,7 +193,11 @@ class AlpacaBroker:
     def _backoff(self, operation: str, attempt: int, failure: Failure) -> None:
         delay = self.retry.delay(attempt, failure.retry_after, self._jitter)
         log.warning(
-            "broker call retried",
+            "broker call %s failed (%s), attempt %d; retrying in %.2fs",
+            operation,
+            _describe(failure),
+            attempt,
+            delay,
             extra={"operation": operation, "attempt": attempt, "status": failure.status, "delay_s": round(delay, 3)},
         )
         self._sleep(delay)
@@ -467,13 +472,20 @@ def _sdk_order_request(request: OrderRequest) -> sdk_requests.OrderRequest:
         if request.stop_loss_stop_price is not None
         else None
     )
+    try:
+        side = OrderSide(request.side)
+        time_in_force = TimeInForce(request.time_in_force)
+        order_class = OrderClass(request.order_class)
+        order_type = OrderType(request.type)
+    except ValueError as exc:  # OrderRequest is a plain dataclass: a caller can still pass a bad string
+        raise OrderRejected(f"invalid order {request.client_order_id}: {exc}") from None
     common: dict[str, Any] = {
         "symbol": request.symbol,
         "qty": float(request.qty),
-        "side": request.side.value,
-        "time_in_force": request.time_in_force.value,
+        "side": side.value,
+        "time_in_force": time_in_force.value,
         "client_order_id": request.client_order_id,
-        "order_class": request.order_class.value,
+        "order_class": order_class.value,
         "take_profit": take_profit,
         "stop_loss": stop_loss,
     }
@@ -486,9 +498,9 @@ def _sdk_order_request(request: OrderRequest) -> sdk_requests.OrderRequest:
             {"stop_price": _float(request.stop_price), "limit_price": _float(request.limit_price)},
         ),
     }
-    if request.type not in kinds:
-        raise OrderRejected(f"order type {request.type} is not supported by this adapter")
-    model, extra = kinds[request.type]
+    if order_type not in kinds:
+        raise OrderRejected(f"order type {order_type.value} is not supported by this adapter")
+    model, extra = kinds[order_type]
     try:
         return model(**common, **{k: v for k, v in extra.items() if v is not None})
     except (ValidationError, ValueError) as exc:

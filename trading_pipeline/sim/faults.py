@@ -3,7 +3,8 @@
 Faults are what a real broker does to a client on a bad day: 429 with Retry-After, 500, 503 (with a body
 that is not JSON, as a proxy would send), added latency, a request that hangs until the client gives up,
 and "the order was accepted but the response never arrived" (`drop`: processed, then the connection is
-reset; `drop_502`: processed, then an empty 502). They are drawn from a seeded RNG so a sequence of
+reset; `drop_502`: processed, then an empty 502; `504`: processed, then a gateway's 504 — the case where
+alpaca-py's own retry would POST the order a second time). They are drawn from a seeded RNG so a sequence of
 faults is reproducible, or scripted exactly with `fail_next`.
 
 Counters record every request by method + route template (e.g. `GET /v2/stocks/quotes/latest`) and every
@@ -18,7 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-FAULT_KINDS = ("429", "500", "503", "timeout", "drop", "drop_502")
+FAULT_KINDS = ("429", "500", "503", "504", "timeout", "drop", "drop_502")
 ADMIN_PREFIX = "/_sim/"
 
 
@@ -37,6 +38,7 @@ class FaultConfig:
     rate_timeout: float = 0.0
     rate_drop: float = 0.0
     rate_drop_502: float = 0.0
+    rate_504: float = 0.0
     latency_ms: int = 0
     retry_after_seconds: int = 1
     timeout_seconds: float = 30.0
@@ -44,7 +46,7 @@ class FaultConfig:
     exempt_admin: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("rate_429", "rate_500", "rate_503", "rate_timeout", "rate_drop", "rate_drop_502"):
+        for name in ("rate_429", "rate_500", "rate_503", "rate_504", "rate_timeout", "rate_drop", "rate_drop_502"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -60,6 +62,7 @@ class FaultConfig:
             "429": self.rate_429,
             "500": self.rate_500,
             "503": self.rate_503,
+            "504": self.rate_504,
             "timeout": self.rate_timeout,
             "drop": self.rate_drop,
             "drop_502": self.rate_drop_502,

@@ -116,6 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "drop_502":
             self._send(502, b"", "text/plain")
             return
+        if fault == "504":  # the gateway gave up; the request behind it went through
+            self._send(504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>", "text/html")
+            return
         self._send_json(response)
 
     def _respond(
