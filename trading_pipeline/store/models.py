@@ -136,3 +136,25 @@ class QuoteRecord(Base):
     quoted_at: Mapped[datetime] = mapped_column(UtcDateTime)
     fetched_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     dagster_run_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+
+
+class DailyPerformance(Base):
+    """One row per trading day (the `performance` partition): P&L, win rate, activity, vs SPY."""
+
+    __tablename__ = "daily_performance"
+
+    trading_date: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    realized_pnl: Mapped[Decimal] = mapped_column(Money)
+    unrealized_pnl: Mapped[Decimal] = mapped_column(Money)
+    equity: Mapped[Decimal | None] = mapped_column(Money)
+    portfolio_return: Mapped[Decimal | None] = mapped_column(Money)
+    spy_close: Mapped[Decimal | None] = mapped_column(Money)
+    spy_return: Mapped[Decimal | None] = mapped_column(Money)
+    trades_opened: Mapped[int] = mapped_column(sa.Integer, default=0)
+    trades_closed: Mapped[int] = mapped_column(sa.Integer, default=0)
+    wins: Mapped[int] = mapped_column(sa.Integer, default=0)
+    losses: Mapped[int] = mapped_column(sa.Integer, default=0)
+    buys: Mapped[int] = mapped_column(sa.Integer, default=0)
+    sells: Mapped[int] = mapped_column(sa.Integer, default=0)
+    closes_by_reason: Mapped[Any] = mapped_column(SafeJSON, default=dict)
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
