@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from trading_pipeline.broker.alpaca import AlpacaBroker
-from trading_pipeline.broker.base import BrokerUnavailable, OrderRejected, OrderRequest
+from trading_pipeline.broker.base import BrokerUnavailable, OrderRejected, OrderRequest, OrderType
 from trading_pipeline.broker.retry import RetryPolicy
 from trading_pipeline.domain.types import OrderSide
 from trading_pipeline.sim.server import SimBroker
@@ -217,3 +217,38 @@ def test_random_fault_storm_never_creates_a_second_order(sim: SimBroker, symbol:
     assert all(orders_with_client_id(sim, cid) <= 1 for cid in cids)
     assert sum(outcome is not None for outcome in outcomes) >= 12
     assert sim.counters()["faults_by_kind"]  # the storm did happen
+
+
+# ---- cancel and close under faults ----------------------------------------------------------------------
+
+
+def test_a_cancel_whose_response_was_lost_is_not_an_error(sim: SimBroker, broker: AlpacaBroker, symbol: str) -> None:
+    quote = sim.market.quote(symbol)
+    assert quote is not None
+    resting = broker.submit_order(
+        OrderRequest(
+            symbol=symbol,
+            side=OrderSide.BUY,
+            qty=Decimal(1),
+            client_order_id="tp-rest-0",
+            type=OrderType.LIMIT,
+            limit_price=(quote.bid / 2).quantize(Decimal("0.01")),
+        )
+    )
+    sim.faults.fail_next("drop", route="DELETE /v2/orders/{order_id}")  # canceled, answer lost
+    broker.cancel_order(resting.id)  # the retry meets "already canceled": done, not an error
+    assert sim.requests("DELETE /v2/orders/{order_id}") == 2
+    assert sim.market.book.order(resting.id).status == "canceled"
+
+
+def test_close_position_retries_a_429_but_not_an_ambiguous_failure(
+    sim: SimBroker, broker: AlpacaBroker, symbol: str
+) -> None:
+    broker.submit_order(buy(symbol, "tp-close-entry-0", qty="3"))
+    sim.faults.configure(retry_after_seconds=0)
+    sim.faults.fail_next("429", route="DELETE /v2/positions/{symbol}")
+    sim.faults.fail_next("drop", route="DELETE /v2/positions/{symbol}")
+    with pytest.raises(BrokerUnavailable, match="outcome unknown"):
+        broker.close_position(symbol)
+    assert sim.requests("DELETE /v2/positions/{symbol}") == 2  # the 429 retried once, the drop not at all
+    assert symbol not in sim.market.book.positions  # the close went through; the caller must look, not resend

@@ -157,6 +157,11 @@ class AlpacaBroker:
             **options,
         )
 
+    def close(self) -> None:
+        """Release pooled HTTP connections (the Dagster resource calls this at teardown)."""
+        for client in (self._trading, self._data):
+            client._session.close()
+
     def __repr__(self) -> str:
         trading = self.trading_url or ("paper-api.alpaca.markets" if self.paper else "api.alpaca.markets")
         return (
@@ -327,25 +332,43 @@ class AlpacaBroker:
         return [to_broker_order(o) for o in orders]
 
     def cancel_order(self, order_id: str) -> None:
-        self._call("cancel_order", lambda: self._trading.cancel_order_by_id(order_id), order_call=True)
+        """Cancel an open order. Canceling an already canceled order succeeds (a retried DELETE whose first
+        attempt went through must not turn into an error); a filled order raises OrderRejected."""
+        try:
+            self._call("cancel_order", lambda: self._trading.cancel_order_by_id(order_id), order_call=True)
+        except OrderRejected as exc:
+            if '"canceled"' in exc.message:
+                return
+            raise
 
     def close_position(self, symbol: str) -> BrokerOrder:
-        """Market order closing the whole position. Not retried blindly: Alpaca gives the close order no
+        """Market order closing the whole position. Only a 429 is retried: Alpaca gives the close order no
         client_order_id of ours, so after an ambiguous failure the caller must look at positions/orders."""
-        try:
-            order = self._trading.close_position(symbol)
-        except Exception as exc:
-            failure = error_details(exc)
-            if failure is None:
-                raise _unexpected("close_position", exc) from exc
-            if failure.retryable:
-                raise BrokerUnavailable(
-                    f"close_position {symbol}: outcome unknown ({_describe(failure)}); check positions and "
-                    "open orders before retrying",
-                    status=failure.status,
-                ) from exc
-            raise _error_for("close_position", failure, order_call=True) from exc
-        return self._confirm_fill(to_broker_order(order))
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                order = self._trading.close_position(symbol)
+            except Exception as exc:
+                failure = error_details(exc)
+                if failure is None:
+                    raise _unexpected("close_position", exc) from exc
+                if not failure.retryable:
+                    raise _error_for("close_position", failure, order_call=True) from exc
+                if failure.ambiguous:
+                    raise BrokerUnavailable(
+                        f"close_position {symbol}: outcome unknown ({_describe(failure)}); check positions and "
+                        "open orders before retrying",
+                        status=failure.status,
+                    ) from exc
+                if attempt >= self.retry.max_attempts:
+                    raise BrokerUnavailable(
+                        f"close_position {symbol}: broker unavailable after {attempt} attempts ({_describe(failure)})",
+                        status=failure.status,
+                    ) from exc
+                self._backoff("close_position", attempt, failure)
+                continue
+            return self._confirm_fill(to_broker_order(order))
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
         """Submit once, idempotently by client_order_id (see the module docstring)."""

@@ -346,7 +346,11 @@ def stock_bars(sim: SimBroker, req: Request) -> Response:
     market = sim.market
     with market.lock:
         now = market.now
-        start = parse_time(q["start"], name="start") if q.get("start") else now.replace(hour=0, minute=0)
+        start = (
+            parse_time(q["start"], name="start")
+            if q.get("start")
+            else now.replace(hour=0, minute=0, second=0, microsecond=0)
+        )
         end = parse_time(q["end"], name="end", end_of_day=True) if q.get("end") else now
         if end < start:
             raise data_error(400, "end should not be before start")
