@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import UTC
+from datetime import UTC, timedelta
 from decimal import Decimal
 
 import pytest
@@ -88,3 +88,15 @@ def test_adapter_and_sim_agree_on_what_a_symbol_is() -> None:
         assert symbol_problem(good) is None
     valid, rejected = split_symbols(["B", "A", "B", 7])
     assert valid == ["B", "A"] and "7" in rejected
+
+
+def test_stale_and_halted_symbols_keep_their_old_timestamp(sim: SimBroker, broker: AlpacaBroker) -> None:
+    stale, halted, fresh = sim.market.symbols[1:4]
+    before = broker.latest_quotes([stale, halted, fresh]).quotes
+    sim.market.stale(stale)
+    sim.market.halt(halted)
+    sim.market.advance(timedelta(minutes=10))
+    after = broker.latest_quotes([stale, halted, fresh]).quotes
+    assert after[stale] == before[stale] and after[halted] == before[halted]
+    assert after[fresh].timestamp - before[fresh].timestamp == timedelta(minutes=10)
+    assert halted not in {a.symbol for a in broker.active_assets()}
