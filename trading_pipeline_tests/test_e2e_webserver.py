@@ -84,7 +84,7 @@ def webserver(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_ui_shows_the_asset_graph_checks_and_jobs(webserver) -> None:
-    port, log_path = webserver
+    port, _ = webserver
     data = graphql(port, QUERY)["data"]
     entries = data["workspaceOrError"]["locationEntries"]
     assert [e["locationOrLoadError"]["__typename"] for e in entries] == ["RepositoryLocation"], entries

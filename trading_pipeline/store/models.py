@@ -158,3 +158,37 @@ class DailyPerformance(Base):
     sells: Mapped[int] = mapped_column(sa.Integer, default=0)
     closes_by_reason: Mapped[Any] = mapped_column(SafeJSON, default=dict)
     computed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class AlertRecord(Base):
+    """An alert condition, keyed so repeats are de-duplicated and a recovery can be announced."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (sa.Index("ix_alerts_key_state", "key", "state"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(sa.String(200))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    state: Mapped[str] = mapped_column(sa.String(16))  # firing | resolved
+    title: Mapped[str] = mapped_column(sa.String(300))
+    message: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[Any] = mapped_column(SafeJSON, default=dict)
+    source: Mapped[str] = mapped_column(sa.String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    occurrences: Mapped[int] = mapped_column(sa.Integer, default=1)
+    deliveries: Mapped[Any] = mapped_column(SafeJSON, default=dict)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class TradingStateChange(Base):
+    """Kill-switch history: every halt and resume, with who and why. The latest row is the state."""
+
+    __tablename__ = "trading_state_changes"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    halted: Mapped[bool] = mapped_column(sa.Boolean)
+    actor: Mapped[str] = mapped_column(sa.String(120))
+    reason: Mapped[str] = mapped_column(sa.Text)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

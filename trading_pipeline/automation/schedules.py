@@ -1,0 +1,59 @@
+"""Schedules, in America/New_York, each skipping with a named reason when it must not run."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from trading_pipeline.automation.runs import in_flight_runs
+from trading_pipeline.domain.calendar import session_status
+from trading_pipeline.jobs import STOP_LOSS_JOB, TRADING_DAY_JOB, stop_loss_job, trading_day_job
+
+NEW_YORK = "America/New_York"
+NEW_YORK_TZ = ZoneInfo(NEW_YORK)
+# Every 2 minutes from 09:30 to 16:00 on weekdays; the calendar library decides holidays and half days.
+STOP_LOSS_CRONS = ["30-58/2 9 * * 1-5", "*/2 10-15 * * 1-5", "0 16 * * 1-5"]
+
+
+@dg.schedule(
+    job=stop_loss_job,
+    cron_schedule=STOP_LOSS_CRONS,
+    execution_timezone=NEW_YORK,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def stop_loss_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """Protects every open position: a stop-loss sweep every 2 minutes while the NYSE is open.
+
+    Skips outside sessions (weekends, holidays, half-day afternoons — from exchange-calendars) and while a
+    stop-loss run is still queued or running, naming that run; the watchdog sensor alerts if skips or
+    failures leave positions unprotected for too long.
+    """
+    tick = context.scheduled_execution_time
+    status = session_status(tick)
+    if not status.in_session:
+        return dg.SkipReason(f"market closed: {status.reason}")
+    busy = in_flight_runs(context.instance, STOP_LOSS_JOB)
+    if busy:
+        run = busy[0].dagster_run
+        return dg.SkipReason(f"stop-loss run {run.run_id} is still {run.status.value}; not stacking another")
+    return dg.RunRequest(run_key=f"stop_loss:{tick.isoformat()}", tags={"trading_pipeline/trigger": "schedule"})
+
+
+@dg.schedule(
+    job=trading_day_job,
+    cron_schedule="30 9 * * 1-5",
+    execution_timezone=NEW_YORK,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def trading_day_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """Opens the day's positions at the open: universe sample → quotes → entries (skipped on non-sessions)."""
+    tick = context.scheduled_execution_time
+    status = session_status(tick)
+    if not status.trading_day:
+        return dg.SkipReason(f"no session: {status.reason}")
+    day = tick.astimezone(NEW_YORK_TZ).date().isoformat()
+    busy = in_flight_runs(context.instance, TRADING_DAY_JOB)
+    if busy:
+        return dg.SkipReason(f"trading-day run {busy[0].dagster_run.run_id} is still in flight")
+    return dg.RunRequest(run_key=f"trading_day:{day}", partition_key=day)

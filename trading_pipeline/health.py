@@ -1,0 +1,144 @@
+"""System health read from the Dagster instance: daemon heartbeats, schedule/sensor states, stop-loss runs.
+
+One implementation serves the watchdog sensor, the external `trading-pipeline watchdog`, pre-flight and
+`status`, so they can never disagree about what "healthy" means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from dagster import DagsterRunStatus, RunsFilter
+from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
+
+from trading_pipeline.domain.calendar import session_status
+from trading_pipeline.jobs import STOP_LOSS_JOB
+
+DEFAULT_HEARTBEAT_TOLERANCE = timedelta(seconds=90)  # Dagster's own default (1800 s) hides a dead daemon
+DEFAULT_STOP_LOSS_STALE_AFTER = timedelta(minutes=6)
+QUEUE_STUCK_AFTER = timedelta(minutes=2)
+REQUIRED_DAEMONS = ("SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthItem:
+    name: str
+    ok: bool
+    detail: str
+
+
+def daemon_health(
+    instance: dg.DagsterInstance,
+    *,
+    now: datetime,
+    tolerance: timedelta = DEFAULT_HEARTBEAT_TOLERANCE,
+    required: Sequence[str] = REQUIRED_DAEMONS,
+) -> list[HealthItem]:
+    beats = instance.get_daemon_heartbeats()
+    items = []
+    for daemon in required:
+        beat = beats.get(daemon)
+        if beat is None:
+            items.append(HealthItem(f"daemon {daemon}", False, "no heartbeat ever: is `dagster-daemon run` running?"))
+            continue
+        age = now - datetime.fromtimestamp(beat.timestamp, UTC)
+        ok = age <= tolerance
+        errors = f"; errors: {beat.errors[0].message.splitlines()[0]}" if getattr(beat, "errors", None) else ""
+        detail = f"last heartbeat {age.total_seconds():.0f}s ago (limit {tolerance.total_seconds():.0f}s){errors}"
+        items.append(HealthItem(f"daemon {daemon}", ok and not errors, detail))
+    return items
+
+
+def automation_states(instance: dg.DagsterInstance, definitions: dg.Definitions) -> list[HealthItem]:
+    """Every schedule and sensor in code, with the state a user set in the UI if any, else the code default."""
+    stored = {(state.instigator_type, state.name): state.status for state in instance.all_instigator_state()}
+    repository = definitions.get_repository_def()
+    items = []
+    pairs: Iterable[tuple[InstigatorType, str, str]] = [
+        *((InstigatorType.SCHEDULE, s.name, s.default_status.value) for s in repository.schedule_defs),
+        *((InstigatorType.SENSOR, s.name, s.default_status.value) for s in repository.sensor_defs),
+    ]
+    for kind, name, default in pairs:
+        status = stored.get((kind, name))
+        if status in (None, InstigatorStatus.DECLARED_IN_CODE):
+            effective, source = default, "default in code"
+        else:
+            effective, source = (
+                "RUNNING"
+                if status in (InstigatorStatus.RUNNING, InstigatorStatus.AUTOMATICALLY_RUNNING)
+                else "STOPPED",
+                "set in the UI",
+            )
+        ok = effective == "RUNNING"
+        items.append(HealthItem(f"{kind.value.lower()} {name}", ok, f"{effective} ({source})"))
+    return items
+
+
+@dataclass(frozen=True, slots=True)
+class StopLossDiagnosis:
+    ok: bool
+    case: str  # ok | market_closed | runs_failing | runs_stuck | runs_not_launched
+    detail: str
+    last_success_at: datetime | None
+
+
+def stop_loss_freshness(
+    instance: dg.DagsterInstance,
+    *,
+    now: datetime,
+    stale_after: timedelta = DEFAULT_STOP_LOSS_STALE_AFTER,
+) -> StopLossDiagnosis:
+    """During a session: is the last successful stop-loss run recent? If not, say which case it is."""
+    last = instance.get_run_records(RunsFilter(job_name=STOP_LOSS_JOB, statuses=[DagsterRunStatus.SUCCESS]), limit=1)
+    last_at = datetime.fromtimestamp(last[0].end_time, UTC) if last and last[0].end_time else None
+    session = session_status(now)
+    if not session.in_session:
+        return StopLossDiagnosis(True, "market_closed", session.reason, last_at)
+    # Give the session time to produce its first successful run before judging it.
+    if session.session_open is not None and now - session.session_open < stale_after:
+        return StopLossDiagnosis(True, "ok", "session just opened", last_at)
+    age = now - last_at if last_at else None
+    if age is not None and age <= stale_after:
+        return StopLossDiagnosis(True, "ok", f"last successful stop-loss run {age.total_seconds():.0f}s ago", last_at)
+    since = (last_at or now - stale_after * 3).timestamp()
+    recent = [
+        r
+        for r in instance.get_run_records(RunsFilter(job_name=STOP_LOSS_JOB), limit=30)
+        if r.create_timestamp.timestamp() >= since
+    ]
+    when = f"{age.total_seconds() / 60:.0f} min ago" if age else "never"
+    failed = [r for r in recent if r.dagster_run.status == DagsterRunStatus.FAILURE]
+    waiting = [
+        r
+        for r in recent
+        if r.dagster_run.status in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING)
+        and now - r.create_timestamp.astimezone(UTC) > QUEUE_STUCK_AFTER
+    ]
+    if failed:
+        return StopLossDiagnosis(
+            False,
+            "runs_failing",
+            f"last successful stop-loss run {when}; {len(failed)} of {len(recent)} runs since "
+            f"then FAILED (latest {failed[0].dagster_run.run_id})",
+            last_at,
+        )
+    if waiting:
+        oldest = waiting[-1]
+        return StopLossDiagnosis(
+            False,
+            "runs_stuck",
+            f"last successful stop-loss run {when}; {len(waiting)} runs stuck in the queue "
+            f"(oldest {oldest.dagster_run.run_id}, {oldest.dagster_run.status.value}) — "
+            "is the run coordinator daemon alive, or a concurrency slot held?",
+            last_at,
+        )
+    return StopLossDiagnosis(
+        False,
+        "runs_not_launched",
+        f"last successful stop-loss run {when}; no stop-loss runs were launched since — is "
+        "stop_loss_schedule stopped, or the daemon down?",
+        last_at,
+    )

@@ -1,0 +1,32 @@
+"""The one `alerts` resource every sensor and job delivers through (log + table, webhook, Slack)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+
+from trading_pipeline.alerting import AlertDispatcher
+from trading_pipeline.resources.database import TradingDatabase
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """Webhook URL and Slack token are secrets: configure them with EnvVar only."""
+
+    database: dg.ResourceDependency[TradingDatabase]
+    webhook_url: str | None = None
+    slack_token: str | None = None
+    slack_channel: str | None = None
+    dedupe_window_minutes: int = 30
+    webhook_timeout_seconds: float = 5.0
+
+    def dispatcher(self, logger: object | None = None) -> AlertDispatcher:
+        return AlertDispatcher(
+            self.database.db,
+            webhook_url=self.webhook_url,
+            slack_token=self.slack_token,
+            slack_channel=self.slack_channel,
+            dedupe_window=timedelta(minutes=self.dedupe_window_minutes),
+            webhook_timeout=self.webhook_timeout_seconds,
+            logger=logger,
+        )
