@@ -38,7 +38,7 @@ class AlertOutcome:
 class AlertDispatcher:
     def __init__(
         self,
-        db: Database,
+        db: Database | None,
         *,
         webhook_url: str | None = None,
         slack_token: str | None = None,
@@ -80,6 +80,22 @@ class AlertDispatcher:
         if severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
         safe_details = to_jsonable(dict(details or {}))
+        level = logging.ERROR if severity in ("error", "critical") else logging.WARNING
+        payload = {
+            "key": key,
+            "state": "firing",
+            "severity": severity,
+            "title": title,
+            "message": message,
+            "source": source,
+            "details": safe_details,
+            "at": self.clock().isoformat(),
+            "occurrences": 1,
+        }
+        if self.db is None:  # the trading DB itself is down: deliver without bookkeeping rather than not at all
+            deliveries = self._deliver(payload, level=level)
+            deliveries["table"] = "skipped: trading DB unavailable"
+            return AlertOutcome(key, True, deliveries, 1)
         alert, due = alerts_repo.record_firing(
             self.db,
             key=key,
@@ -94,25 +110,15 @@ class AlertDispatcher:
         if not due:
             self.logger.info(f"alert repeat (not re-sent, {alert.occurrences}×): {title}")
             return AlertOutcome(key, False, {}, alert.occurrences)
-        payload = {
-            "key": key,
-            "state": "firing",
-            "severity": severity,
-            "title": title,
-            "message": message,
-            "source": source,
-            "details": safe_details,
-            "at": self.clock().isoformat(),
-            "occurrences": alert.occurrences,
-        }
-        deliveries = self._deliver(
-            payload, level=logging.ERROR if severity in ("error", "critical") else logging.WARNING
-        )
+        payload["occurrences"] = alert.occurrences
+        deliveries = self._deliver(payload, level=level)
         alerts_repo.record_deliveries(self.db, alert.id, deliveries)
         return AlertOutcome(key, True, deliveries, alert.occurrences)
 
     def resolve(self, key: str, message: str = "condition cleared") -> AlertOutcome | None:
         """Announce recovery of a firing alert; None when nothing was firing under that key."""
+        if self.db is None:
+            return None
         alert = alerts_repo.record_resolved(self.db, key, now=self.clock())
         if alert is None:
             return None

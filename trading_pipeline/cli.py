@@ -7,6 +7,7 @@ misconfiguration) into one line on stderr that names the fix, and a non-zero exi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -87,6 +88,114 @@ def _sim_broker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _dagster_instance():  # type: ignore[no-untyped-def]
+    """(instance, None) for DAGSTER_HOME, or (None, why not): unset, or a dagster.yaml that does not load."""
+    import dagster as dg
+
+    if not os.environ.get("DAGSTER_HOME"):
+        return None, "DAGSTER_HOME is not set: point it at the instance the daemon uses"
+    try:
+        return dg.DagsterInstance.get(), None
+    except Exception as exc:  # a malformed dagster.yaml must be a NO-GO, not a traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, f"cannot load the Dagster instance at DAGSTER_HOME: {first}"
+
+
+def _open_database(settings: Settings) -> Database | None:
+    try:
+        db = Database(settings.database_url)
+        db.check_connection()
+        return db
+    except DatabaseError as exc:
+        print(f"trading-pipeline: trading DB unavailable: {exc}", file=sys.stderr)
+        return None
+
+
+def _watchdog(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from trading_pipeline.alerting import AlertDispatcher
+    from trading_pipeline.health import HealthItem
+    from trading_pipeline.watchdog import WatchdogReport, alert_on, check_health, render
+
+    settings = Settings.from_env()
+    instance, instance_problem = _dagster_instance()
+    db = _open_database(settings)
+    dispatcher = AlertDispatcher(
+        db,
+        webhook_url=os.environ.get("TRADING_PIPELINE_ALERT_WEBHOOK_URL"),
+        slack_token=os.environ.get("TRADING_PIPELINE_SLACK_TOKEN"),
+        slack_channel=os.environ.get("TRADING_PIPELINE_SLACK_CHANNEL"),
+    )
+    try:
+        if instance is None:
+            report = WatchdogReport([HealthItem("dagster instance", False, instance_problem or "unavailable")])
+        else:
+            report = check_health(
+                instance,
+                now=datetime.now(UTC),
+                heartbeat_tolerance=timedelta(seconds=args.heartbeat_tolerance),
+                stale_after=timedelta(seconds=args.stale_after),
+            )
+        if db is None:
+            report = WatchdogReport([*report.items, HealthItem("trading DB", False, "unreachable")])
+        alert_on(report, dispatcher)
+        print(render(report))
+        return EXIT_OK if report.healthy else EXIT_FAILED
+    finally:
+        if db is not None:
+            db.dispose()
+        if instance is not None:
+            instance.dispose()
+
+
+def _preflight(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from trading_pipeline.broker.factory import broker_from_settings
+    from trading_pipeline.preflight import render, run_preflight
+
+    settings = Settings.from_env()
+    instance, instance_problem = _dagster_instance()
+    db = _open_database(settings)
+    try:
+        report = run_preflight(
+            now=datetime.now(UTC),
+            settings=settings,
+            instance=instance,
+            instance_problem=instance_problem,
+            db=db,
+            broker_factory=lambda: broker_from_settings(settings),
+            expect_halted=args.expect_halted,
+            min_buying_power=Decimal(str(args.min_buying_power)),
+        )
+        print(render(report))
+        return EXIT_OK if report.go else EXIT_FAILED
+    finally:
+        if db is not None:
+            db.dispose()
+        if instance is not None:
+            instance.dispose()
+
+
+def _set_halted(args: argparse.Namespace, halted: bool) -> int:
+    import getpass
+
+    from trading_pipeline.store.alerts_repository import set_trading_state
+    from trading_pipeline.store.migrate import ensure_schema_current
+
+    if not args.reason.strip():
+        raise SettingsError("--reason must say why (it is recorded with who and when)")
+    settings = Settings.from_env()
+    with Database(settings.database_url) as db:
+        ensure_schema_current(db)
+        state = set_trading_state(db, halted=halted, actor=args.actor or getpass.getuser(), reason=args.reason)
+    word = "HALTED: no new entries; stop-loss sweeps keep protecting open positions" if halted else "trading resumed"
+    print(f"{word} (by {state.actor} at {state.changed_at:%Y-%m-%d %H:%M:%S} UTC: {state.reason})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trading-pipeline",
@@ -120,10 +229,39 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--symbols", type=int, default=5000, help="universe size (default 5000)")
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
     sim.set_defaults(handler=_sim_broker)
+
+    watchdog = commands.add_parser(
+        "watchdog", help="external dead-man's switch for cron/systemd: daemon heartbeats, automation, stop-loss runs"
+    )
+    watchdog.add_argument("--heartbeat-tolerance", type=int, default=90, help="seconds (default 90)")
+    watchdog.add_argument(
+        "--stale-after",
+        type=int,
+        default=360,
+        help="seconds without a successful stop-loss run in a session before alerting (default 360)",
+    )
+    watchdog.set_defaults(handler=_watchdog)
+
+    preflight = commands.add_parser("preflight", help="pre-market GO / NO-GO table; exit 0 only on GO")
+    preflight.add_argument("--expect-halted", action="store_true", help="the kill switch is meant to be on")
+    preflight.add_argument("--min-buying-power", type=float, default=1000.0, help="floor (default 1000)")
+    preflight.set_defaults(handler=_preflight)
+
+    for name, halted, text in (
+        ("halt", True, "kill switch ON: no new entries (stop-losses keep running)"),
+        ("resume", False, "kill switch OFF: entries allowed again"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--reason", required=True, help="why (recorded with who and when)")
+        command.add_argument("--actor", help="who (default: the OS user)")
+        command.set_defaults(handler=lambda args, halted=halted: _set_halted(args, halted))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)

@@ -15,9 +15,12 @@ import dagster as dg
 from trading_pipeline.assets.closes import closes
 from trading_pipeline.assets.entries import entries
 from trading_pipeline.assets.positions import positions
+from trading_pipeline.assets.preflight import preflight
 from trading_pipeline.assets.quotes import quotes
 from trading_pipeline.assets.universe import universe
-from trading_pipeline.jobs import stop_loss_job, trading_day_job
+from trading_pipeline.automation.registry import SCHEDULES, SENSORS
+from trading_pipeline.jobs import preflight_job, stop_loss_job, trading_day_job
+from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.resources.strategy import StrategyConfig
@@ -39,16 +42,32 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         )
     else:
         broker = BrokerResource(kind="sim", trading_url=settings.alpaca_trading_url, data_url=settings.alpaca_data_url)
-    return {"database": TradingDatabase(url=database_url), "broker": broker, "strategy": StrategyConfig()}
+    database = TradingDatabase(url=database_url)
+    return {
+        "database": database,
+        "broker": broker,
+        "strategy": StrategyConfig(),
+        "alerts": AlertsResource(
+            database=database,
+            webhook_url=_secret("TRADING_PIPELINE_ALERT_WEBHOOK_URL"),
+            slack_token=_secret("TRADING_PIPELINE_SLACK_TOKEN"),
+            slack_channel=os.environ.get("TRADING_PIPELINE_SLACK_CHANNEL") or None,
+        ),
+    }
 
 
-ASSETS = [universe, quotes, positions, entries, closes]
-JOBS = [stop_loss_job, trading_day_job]
+def _secret(name: str) -> dg.EnvVar | None:
+    """An EnvVar when the variable is set (the UI shows its name, never its value), else None."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+ASSETS = [universe, quotes, positions, entries, closes, preflight]
+JOBS = [stop_loss_job, trading_day_job, preflight_job]
 
 
 def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:
     """The product's Definitions with the given resources (the demo and tests point them at a sim broker)."""
-    return dg.Definitions(assets=ASSETS, jobs=JOBS, resources=resources)
+    return dg.Definitions(assets=ASSETS, jobs=JOBS, schedules=SCHEDULES, sensors=SENSORS, resources=resources)
 
 
 defs = build_definitions(build_resources(Settings.from_env()))

@@ -20,7 +20,6 @@ from trading_pipeline.jobs import STOP_LOSS_JOB
 DEFAULT_HEARTBEAT_TOLERANCE = timedelta(seconds=90)  # Dagster's own default (1800 s) hides a dead daemon
 DEFAULT_STOP_LOSS_STALE_AFTER = timedelta(minutes=6)
 QUEUE_STUCK_AFTER = timedelta(minutes=2)
-REQUIRED_DAEMONS = ("SCHEDULER", "SENSOR", "QUEUED_RUN_COORDINATOR")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +34,11 @@ def daemon_health(
     *,
     now: datetime,
     tolerance: timedelta = DEFAULT_HEARTBEAT_TOLERANCE,
-    required: Sequence[str] = REQUIRED_DAEMONS,
 ) -> list[HealthItem]:
+    """One item per daemon this instance needs (scheduler, sensor, queued-run coordinator, monitoring…)."""
     beats = instance.get_daemon_heartbeats()
     items = []
-    for daemon in required:
+    for daemon in instance.get_required_daemon_types():
         beat = beats.get(daemon)
         if beat is None:
             items.append(HealthItem(f"daemon {daemon}", False, "no heartbeat ever: is `dagster-daemon run` running?"))
@@ -52,14 +51,17 @@ def daemon_health(
     return items
 
 
-def automation_states(instance: dg.DagsterInstance, definitions: dg.Definitions) -> list[HealthItem]:
+def automation_states(
+    instance: dg.DagsterInstance,
+    schedules: Sequence[dg.ScheduleDefinition],
+    sensors: Sequence[dg.SensorDefinition],
+) -> list[HealthItem]:
     """Every schedule and sensor in code, with the state a user set in the UI if any, else the code default."""
     stored = {(state.instigator_type, state.name): state.status for state in instance.all_instigator_state()}
-    repository = definitions.get_repository_def()
     items = []
     pairs: Iterable[tuple[InstigatorType, str, str]] = [
-        *((InstigatorType.SCHEDULE, s.name, s.default_status.value) for s in repository.schedule_defs),
-        *((InstigatorType.SENSOR, s.name, s.default_status.value) for s in repository.sensor_defs),
+        *((InstigatorType.SCHEDULE, s.name, s.default_status.value) for s in schedules),
+        *((InstigatorType.SENSOR, s.name, s.default_status.value) for s in sensors),
     ]
     for kind, name, default in pairs:
         status = stored.get((kind, name))

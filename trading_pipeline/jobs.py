@@ -8,6 +8,7 @@ import dagster as dg
 CONCURRENCY_TAG = "trading_pipeline/concurrency_group"  # dagster.yaml limits "stop_loss" to one run
 STOP_LOSS_JOB = "stop_loss_job"
 TRADING_DAY_JOB = "trading_day_job"
+PREFLIGHT_JOB = "preflight_job"
 
 stop_loss_job = dg.define_asset_job(
     STOP_LOSS_JOB,
@@ -24,4 +25,11 @@ trading_day_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="At the open: sample the day's universe, quote it, open the strategy's entries.",
     tags={CONCURRENCY_TAG: "trading_day", "dagster/max_runtime": 1800},
+)
+
+preflight_job = dg.define_asset_job(
+    PREFLIGHT_JOB,
+    selection=["preflight"],
+    executor_def=dg.in_process_executor,
+    description="Pre-market go/no-go at 09:00 ET; records the table and alerts on NO-GO.",
 )

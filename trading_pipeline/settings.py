@@ -57,6 +57,12 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
         "(unset; the demo uses <data dir>/dagster_home)",
         "Dagster instance folder; set it to keep run history (dagster dev deletes a temporary one on exit).",
     ),
+    "TRADING_PIPELINE_ALERT_WEBHOOK_URL": (
+        "(unset)",
+        "Generic JSON webhook for alerts (POST, 5 s timeout, 3 tries). Secret: never logged or shown.",
+    ),
+    "TRADING_PIPELINE_SLACK_TOKEN": ("(unset)", "Slack bot token for alerts (needs the `slack` extra). Secret."),
+    "TRADING_PIPELINE_SLACK_CHANNEL": ("(unset)", "Slack channel for alerts, e.g. #trading-alerts."),
     "TEST_DATABASE_URL": ("(unset)", "Tests only: a PostgreSQL URL; Postgres-parametrized tests run against it."),
     "TRADING_PIPELINE_REQUIRE_POSTGRES": (
         "(unset)",

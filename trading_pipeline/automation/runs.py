@@ -25,9 +25,7 @@ def recent_runs(instance: dg.DagsterInstance, job_name: str, limit: int = 20) ->
 
 
 def last_success(instance: dg.DagsterInstance, job_name: str) -> dg.RunRecord | None:
-    records = instance.get_run_records(
-        RunsFilter(job_name=job_name, statuses=[DagsterRunStatus.SUCCESS]), limit=1
-    )
+    records = instance.get_run_records(RunsFilter(job_name=job_name, statuses=[DagsterRunStatus.SUCCESS]), limit=1)
     return records[0] if records else None
 
 

@@ -8,7 +8,7 @@ import dagster as dg
 
 from trading_pipeline.automation.runs import in_flight_runs
 from trading_pipeline.domain.calendar import session_status
-from trading_pipeline.jobs import STOP_LOSS_JOB, TRADING_DAY_JOB, stop_loss_job, trading_day_job
+from trading_pipeline.jobs import STOP_LOSS_JOB, TRADING_DAY_JOB, preflight_job, stop_loss_job, trading_day_job
 
 NEW_YORK = "America/New_York"
 NEW_YORK_TZ = ZoneInfo(NEW_YORK)
@@ -57,3 +57,18 @@ def trading_day_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
     if busy:
         return dg.SkipReason(f"trading-day run {busy[0].dagster_run.run_id} is still in flight")
     return dg.RunRequest(run_key=f"trading_day:{day}", partition_key=day)
+
+
+@dg.schedule(
+    job=preflight_job,
+    cron_schedule="0 9 * * 1-5",
+    execution_timezone=NEW_YORK,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def preflight_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """Checks, before the open, everything the day's protection depends on; a NO-GO alerts at 09:00, not 09:31."""
+    tick = context.scheduled_execution_time
+    status = session_status(tick)
+    if not status.trading_day:
+        return dg.SkipReason(f"no session: {status.reason}")
+    return dg.RunRequest(run_key=f"preflight:{tick.astimezone(NEW_YORK_TZ).date().isoformat()}")

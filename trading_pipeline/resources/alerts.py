@@ -1,6 +1,5 @@
 """The one `alerts` resource every sensor and job delivers through (log + table, webhook, Slack)."""
 
-from __future__ import annotations
 
 from datetime import timedelta
 

@@ -7,16 +7,15 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from trading_pipeline.broker.base import Broker, ConfigurationError
-
-SIM_DEFAULT_URL = "http://127.0.0.1:8765"  # where `trading-pipeline sim-broker` listens by default
+from trading_pipeline.broker.factory import SIM_API_KEY, SIM_DEFAULT_URL, SIM_SECRET_KEY
 
 
 class BrokerResource(dg.ConfigurableResource):
     """`kind`: `sim` (the local Alpaca-compatible paper broker) or `alpaca` (Alpaca's paper/live API)."""
 
     kind: str = "sim"
-    api_key: str = "sim-key"
-    secret_key: str = "sim-secret"
+    api_key: str = SIM_API_KEY
+    secret_key: str = SIM_SECRET_KEY
     trading_url: str | None = None
     data_url: str | None = None
     paper: bool = True

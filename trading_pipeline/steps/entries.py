@@ -20,6 +20,7 @@ from trading_pipeline.domain.strategy import Candidate, EntryStrategy
 from trading_pipeline.domain.types import OrderAction, OrderSide, TradeStatus
 from trading_pipeline.steps.orders import is_dead, order_fields
 from trading_pipeline.store import repository as repo
+from trading_pipeline.store.alerts_repository import current_trading_state
 from trading_pipeline.store.database import Database
 
 HISTORY_CALENDAR_DAYS = 14  # enough calendar days to cover the strategy's lookback in trading days
@@ -65,6 +66,11 @@ def open_entries(
 
 
 def _open_entries(db, broker, strategy, limits, trading_date, run_id, now, result, decision_run, meta) -> None:
+    halt = current_trading_state(db)
+    meta["kill_switch"] = halt
+    if halt.halted:  # the kill switch stops new risk; the stop-loss sweep keeps protecting what is open
+        result.skipped_reason = f"trading halted by {halt.actor}: {halt.reason} (`trading-pipeline resume` to lift)"
+        return
     snapshot = repo.get_universe_snapshot(db, trading_date)
     if snapshot is None or not snapshot.symbols:
         result.skipped_reason = f"no universe sample stored for {trading_date}: materialize `universe` first"

@@ -1,0 +1,21 @@
+"""The product's schedules and sensors in one list, so health checks can compare them with the instance."""
+
+from __future__ import annotations
+
+from trading_pipeline.automation.schedules import preflight_schedule, stop_loss_schedule, trading_day_schedule
+from trading_pipeline.automation.sensors import (
+    asset_check_alert_sensor,
+    run_failure_alert_sensor,
+    run_success_recovery_sensor,
+    stop_loss_watchdog_sensor,
+    stop_trigger_sensor,
+)
+
+SCHEDULES = [stop_loss_schedule, trading_day_schedule, preflight_schedule]
+SENSORS = [
+    stop_trigger_sensor,
+    run_failure_alert_sensor,
+    run_success_recovery_sensor,
+    asset_check_alert_sensor,
+    stop_loss_watchdog_sensor,
+]
