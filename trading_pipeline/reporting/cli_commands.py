@@ -139,15 +139,15 @@ class BackfillOutcome:
         return bool(self.runs) and all(run.success for run in self.runs)
 
 
-def definitions_with_performance(resources: dict[str, Any]) -> Any:
-    """The product's Definitions, plus `performance` until definitions.py lists it itself."""
+def definitions_with_performance(base: Any) -> Any:
+    """`base` (the product's Definitions), plus the `performance` asset until definitions.py lists it itself."""
     import dagster as dg
 
     from trading_pipeline.assets.performance import performance
-    from trading_pipeline.definitions import ASSETS, JOBS
 
-    assets = list(ASSETS) if any(a is performance for a in ASSETS) else [*ASSETS, performance]
-    return dg.Definitions(assets=assets, jobs=JOBS, resources=resources)
+    if any(getattr(asset, "key", None) == performance.key for asset in base.assets or []):
+        return base
+    return dg.Definitions.merge(base, dg.Definitions(assets=[performance]))
 
 
 def partition_keys(definitions: Any, asset: str, first: date, last: date) -> list[str]:
@@ -259,7 +259,7 @@ def dagster_instance(settings: Settings) -> Any:
 
 
 def backfill_command(args: argparse.Namespace, out: Any = None) -> int:
-    from trading_pipeline.definitions import build_resources
+    from trading_pipeline.definitions import build_definitions, build_resources
 
     out = out or sys.stdout
     first, last = _ordered(args.first, args.last)
@@ -268,7 +268,7 @@ def backfill_command(args: argparse.Namespace, out: Any = None) -> int:
     except json.JSONDecodeError as exc:
         raise SettingsError(f"--config-json is not JSON: {exc}") from None
     settings = Settings.from_env()
-    definitions = definitions_with_performance(build_resources(settings))
+    definitions = definitions_with_performance(build_definitions(build_resources(settings)))
     with dagster_instance(settings) as instance:
         print(f"backfill {args.asset} {first} → {last} on the Dagster instance at {instance.root_directory}", file=out)
         outcome = run_backfill(definitions, args.asset, first, last, instance=instance, run_config=run_config, echo=out)
