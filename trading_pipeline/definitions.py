@@ -42,16 +42,32 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         )
     else:
         broker = BrokerResource(kind="sim", trading_url=settings.alpaca_trading_url, data_url=settings.alpaca_data_url)
+    return sim_or_live_resources(
+        database_url,
+        broker,
+        alerts_webhook_url=_secret("TRADING_PIPELINE_ALERT_WEBHOOK_URL"),
+        slack_token=_secret("TRADING_PIPELINE_SLACK_TOKEN"),
+        slack_channel=os.environ.get("TRADING_PIPELINE_SLACK_CHANNEL") or None,
+    )
+
+
+def sim_or_live_resources(
+    database_url: str | dg.EnvVar,
+    broker: BrokerResource,
+    *,
+    strategy: StrategyConfig | None = None,
+    alerts_webhook_url: str | dg.EnvVar | None = None,
+    slack_token: str | dg.EnvVar | None = None,
+    slack_channel: str | None = None,
+) -> dict[str, dg.ConfigurableResource]:
+    """Every resource the definitions need, sharing one database resource (the demo and tests use this too)."""
     database = TradingDatabase(url=database_url)
     return {
         "database": database,
         "broker": broker,
-        "strategy": StrategyConfig(),
+        "strategy": strategy or StrategyConfig(),
         "alerts": AlertsResource(
-            database=database,
-            webhook_url=_secret("TRADING_PIPELINE_ALERT_WEBHOOK_URL"),
-            slack_token=_secret("TRADING_PIPELINE_SLACK_TOKEN"),
-            slack_channel=os.environ.get("TRADING_PIPELINE_SLACK_CHANNEL") or None,
+            database=database, webhook_url=alerts_webhook_url, slack_token=slack_token, slack_channel=slack_channel
         ),
     }
 

@@ -24,12 +24,11 @@ import exchange_calendars as xcals
 import pandas as pd
 
 from trading_pipeline.broker.alpaca import AlpacaBroker
-from trading_pipeline.definitions import build_definitions
+from trading_pipeline.definitions import build_definitions, sim_or_live_resources
 from trading_pipeline.domain.exits import InvalidQuote, decide_exit
 from trading_pipeline.domain.types import ExitReason, OrderSide, TradeStatus
 from trading_pipeline.jobs import STOP_LOSS_JOB, TRADING_DAY_JOB
 from trading_pipeline.resources.broker import BrokerResource
-from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.resources.strategy import StrategyConfig
 from trading_pipeline.sim.server import SimBroker
 from trading_pipeline.store import repository as repo
@@ -158,15 +157,11 @@ class Demo:
         return report
 
     def resources(self, db_url: str, sim_url: str) -> dict[str, dg.ConfigurableResource]:
-        return {
-            "database": TradingDatabase(url=db_url),
-            "broker": BrokerResource(kind="sim", trading_url=sim_url, data_url=sim_url),
-            "strategy": StrategyConfig(
-                max_open_positions=self.options.max_positions,
-                max_notional_per_position=4000.0,
-                max_total_notional=90000.0,
-            ),
-        }
+        strategy = StrategyConfig(
+            max_open_positions=self.options.max_positions, max_notional_per_position=4000.0, max_total_notional=90000.0
+        )
+        broker = BrokerResource(kind="sim", trading_url=sim_url, data_url=sim_url)
+        return sim_or_live_resources(db_url, broker, strategy=strategy)
 
     def trading_day(self, defs: dg.Definitions, instance: dg.DagsterInstance, day: date) -> None:
         job = defs.resolve_job_def(TRADING_DAY_JOB)

@@ -8,11 +8,10 @@ from typing import Any
 
 import dagster as dg
 
-from trading_pipeline.definitions import build_definitions
+from trading_pipeline.definitions import build_definitions, sim_or_live_resources
 from trading_pipeline.domain.strategy import price_level
 from trading_pipeline.domain.types import PositionSide, TradeStatus
 from trading_pipeline.resources.broker import BrokerResource
-from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.resources.strategy import StrategyConfig
 from trading_pipeline.sim.server import SimBroker
 from trading_pipeline.store import repository as repo
@@ -23,13 +22,8 @@ TEST_DAY = "2026-11-24"
 
 
 def pipeline_definitions(database_url: str, sim: SimBroker, **strategy: Any) -> dg.Definitions:
-    return build_definitions(
-        {
-            "database": TradingDatabase(url=database_url),
-            "broker": BrokerResource(kind="sim", trading_url=sim.url, data_url=sim.url, request_timeout_seconds=5),
-            "strategy": StrategyConfig(**strategy),
-        }
-    )
+    broker = BrokerResource(kind="sim", trading_url=sim.url, data_url=sim.url, request_timeout_seconds=5)
+    return build_definitions(sim_or_live_resources(database_url, broker, strategy=StrategyConfig(**strategy)))
 
 
 def run_job(
