@@ -17,7 +17,7 @@ from trading_pipeline.domain.performance import PerformanceRow, growth_curve
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PORTFOLIO_COLOUR = "#1f77b4"
-BENCHMARK_COLOUR = "#7f7f7f"
+BENCHMARK_COLOUR = "#ff7f0e"
 
 
 def render_equity_chart(rows: Sequence[PerformanceRow], *, title: str = "Equity vs SPY") -> bytes:
