@@ -19,6 +19,10 @@ STOP_LOSS_CRONS = ["30-58/2 9 * * 1-5", "*/2 10-15 * * 1-5", "0 16 * * 1-5"]
 @dg.schedule(
     job=stop_loss_job,
     cron_schedule=STOP_LOSS_CRONS,
+    description=(
+        "Protects every open position: a stop-loss sweep every 2 minutes while the NYSE is open. Skips outside "
+        "sessions (weekends, holidays, half-day afternoons) and while a stop-loss run is in flight, naming it."
+    ),
     execution_timezone=NEW_YORK,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
@@ -43,6 +47,7 @@ def stop_loss_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest |
 @dg.schedule(
     job=trading_day_job,
     cron_schedule="30 9 * * 1-5",
+    description="At the open of each session: the day's universe sample, its quotes, and the strategy's entries.",
     execution_timezone=NEW_YORK,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
@@ -62,6 +67,7 @@ def trading_day_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
 @dg.schedule(
     job=preflight_job,
     cron_schedule="0 9 * * 1-5",
+    description="09:00 ET go/no-go before each session; NO-GO alerts half an hour before the open.",
     execution_timezone=NEW_YORK,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )

@@ -23,6 +23,13 @@ from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.store import repository as repo
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
+
+
+def utc_now() -> datetime:
+    """The watchdog's clock (one place, so tests can evaluate it at a chosen instant)."""
+    return datetime.now(UTC)
+
+
 TRIGGER_INTERVAL_SECONDS = 30
 
 
@@ -165,7 +172,7 @@ def asset_check_alert_sensor(context: dg.SensorEvaluationContext, alerts: Alerts
     ),
 )
 def stop_loss_watchdog_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource) -> dg.SkipReason:
-    now = datetime.now(UTC)
+    now = utc_now()
     diagnosis = stop_loss_freshness(context.instance, now=now, stale_after=DEFAULT_STOP_LOSS_STALE_AFTER)
     dispatcher = alerts.dispatcher(context.log)
     if diagnosis.ok:

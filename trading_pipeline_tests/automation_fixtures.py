@@ -1,0 +1,62 @@
+"""Crafted Dagster run histories and heartbeats for automation tests."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+from dagster import DagsterRunStatus
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
+from dagster._core.storage.runs.schema import RunsTable
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+from trading_pipeline.jobs import STOP_LOSS_JOB
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_instance(folder: Path) -> dg.DagsterInstance:
+    """A real instance configured by the repo's own dagster.yaml."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "dagster.yaml", folder / "dagster.yaml")
+    return dg.DagsterInstance.from_config(str(folder))
+
+
+def _origin(job_name: str) -> RemoteJobOrigin:
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="trading_pipeline.definitions"))
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job_name)
+
+
+def craft_run(
+    instance: dg.DagsterInstance,
+    defs: dg.Definitions,
+    status: DagsterRunStatus,
+    created: datetime,
+    ended: datetime | None = None,
+    job_name: str = STOP_LOSS_JOB,
+) -> str:
+    """A run record with the given status and times, as the daemon would have left it."""
+    run = instance.create_run_for_job(
+        job_def=defs.resolve_job_def(job_name),
+        status=DagsterRunStatus.QUEUED if status == DagsterRunStatus.QUEUED else DagsterRunStatus.NOT_STARTED,
+        remote_job_origin=_origin(job_name) if status == DagsterRunStatus.QUEUED else None,
+    )
+    with instance.run_storage.connect() as conn:
+        conn.execute(
+            RunsTable.update()
+            .where(RunsTable.c.run_id == run.run_id)
+            .values(
+                status=status.value,
+                create_timestamp=created.astimezone(UTC).replace(tzinfo=None),
+                end_time=ended.timestamp() if ended else None,
+            )
+        )
+    return run.run_id
+
+
+def count_runs(instance: dg.DagsterInstance) -> int:
+    with instance.run_storage.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(RunsTable)).scalar_one())
