@@ -23,6 +23,7 @@ import dagster as dg
 import exchange_calendars as xcals
 import pandas as pd
 
+from trading_pipeline.automation.runs import root_cause
 from trading_pipeline.broker.alpaca import AlpacaBroker
 from trading_pipeline.definitions import build_definitions, sim_or_live_resources
 from trading_pipeline.domain.exits import InvalidQuote, decide_exit
@@ -371,7 +372,7 @@ def _error(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None:
             error = event.step_failure_data.error
-            return error.message.strip().splitlines()[0] if error else "step failed"
+            return f"{event.step_key}: {root_cause(error)}" if error else "step failed"
     return "run failed"
 
 

@@ -35,3 +35,11 @@ def finished_at(record: dg.RunRecord) -> datetime | None:
 
 def created_at(record: dg.RunRecord) -> datetime:
     return record.create_timestamp.astimezone(UTC)
+
+
+def root_cause(error: object) -> str:
+    """The innermost error's first line ("RuntimeError: broker said no"), not Dagster's wrapper around it."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause  # type: ignore[attr-defined]
+    message = str(getattr(error, "message", error)).strip()
+    return message.splitlines()[0] if message else "unknown error"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from trading_pipeline.automation.runs import in_flight_runs
+from trading_pipeline.automation.runs import in_flight_runs, root_cause
 from trading_pipeline.domain.exits import InvalidQuote, decide_exit
 from trading_pipeline.domain.jsonsafe import to_jsonable
 from trading_pipeline.health import DEFAULT_STOP_LOSS_STALE_AFTER, stop_loss_freshness
@@ -92,7 +92,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
     run = context.dagster_run
     error = context.failure_event.message or "run failed"
     step_errors = [
-        event.step_failure_data.error.message.strip().splitlines()[0]
+        f"{event.step_key}: {root_cause(event.step_failure_data.error)}"
         for event in context.get_step_failure_events()
         if event.step_failure_data and event.step_failure_data.error
     ]
