@@ -1,10 +1,10 @@
 """Sensors evaluated against real instances with crafted run histories and check evaluations."""
 
 import json
-from typing import ClassVar
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 import dagster as dg
