@@ -102,11 +102,17 @@ def _dagster_instance():  # type: ignore[no-untyped-def]
 
 
 def _open_database(settings: Settings) -> Database | None:
+    """The trading DB if reachable and current; else None, with the reason on stderr (health reports it too)."""
+    from trading_pipeline.store.migrate import ensure_schema_current
+
+    db = None
     try:
         db = Database(settings.database_url)
-        db.check_connection()
+        ensure_schema_current(db)
         return db
     except DatabaseError as exc:
+        if db is not None:
+            db.dispose()
         print(f"trading-pipeline: trading DB unavailable: {exc}", file=sys.stderr)
         return None
 
@@ -138,7 +144,9 @@ def _watchdog(args: argparse.Namespace) -> int:
                 stale_after=timedelta(seconds=args.stale_after),
             )
         if db is None:
-            report = WatchdogReport([*report.items, HealthItem("trading DB", False, "unreachable")])
+            report = WatchdogReport(
+                [*report.items, HealthItem("trading DB", False, "unreachable or not migrated (see stderr)")]
+            )
         alert_on(report, dispatcher)
         print(render(report))
         return EXIT_OK if report.healthy else EXIT_FAILED

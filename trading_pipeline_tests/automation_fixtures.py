@@ -60,3 +60,30 @@ def craft_run(
 def count_runs(instance: dg.DagsterInstance) -> int:
     with instance.run_storage.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(RunsTable)).scalar_one())
+
+
+def beat(instance: dg.DagsterInstance, *, at: datetime) -> None:
+    """Daemon heartbeats for every daemon this instance requires, stamped `at`."""
+    from dagster._daemon.types import DaemonHeartbeat
+
+    for daemon in instance.get_required_daemon_types():
+        instance.add_daemon_heartbeat(
+            DaemonHeartbeat(timestamp=at.timestamp(), daemon_type=daemon, daemon_id="test-daemon", errors=[])
+        )
+
+
+def stop_by_hand(instance: dg.DagsterInstance, name: str, kind: str = "SCHEDULE") -> None:
+    """What toggling a schedule/sensor off in the UI stores."""
+    from dagster._core.remote_origin import RemoteInstigatorOrigin
+    from dagster._core.scheduler.instigation import (
+        InstigatorState,
+        InstigatorStatus,
+        InstigatorType,
+        ScheduleInstigatorData,
+        SensorInstigatorData,
+    )
+
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="trading_pipeline.definitions"))
+    origin = RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), name)
+    data = ScheduleInstigatorData("* * * * *") if kind == "SCHEDULE" else SensorInstigatorData()
+    instance.add_instigator_state(InstigatorState(origin, InstigatorType(kind), InstigatorStatus.STOPPED, data))
