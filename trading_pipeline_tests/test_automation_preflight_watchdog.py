@@ -80,8 +80,9 @@ def test_holiday_unreachable_broker_and_missing_keys(instance, db: Database) -> 
     beat(instance, at=datetime(2026, 11, 26, 8, 55, tzinfo=NY))
     report, items = preflight(instance, db, "http://127.0.0.1:1", now=datetime(2026, 11, 26, 8, 55, tzinfo=NY))
     assert "Thanksgiving" in items["session today"].detail and not items["session today"].ok
+    assert not report.go
     assert not items["broker"].ok and "unreachable" in items["broker"].detail
-    report, items = preflight(instance, db, None, env={"TRADING_PIPELINE_BROKER": "alpaca"})
+    _, items = preflight(instance, db, None, env={"TRADING_PIPELINE_BROKER": "alpaca"})
     assert items["environment"].detail == "missing ALPACA_API_KEY, ALPACA_SECRET_KEY"
     assert not items["broker"].ok and "ALPACA_API_KEY" in items["broker"].detail
 
