@@ -9,21 +9,25 @@ position ended beyond its stop.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import exchange_calendars as xcals
 import pandas as pd
 
 from trading_pipeline.automation.runs import root_cause
+from trading_pipeline.automation.sensors import stop_trigger_sensor
 from trading_pipeline.broker.alpaca import AlpacaBroker
 from trading_pipeline.definitions import build_definitions, sim_or_live_resources
 from trading_pipeline.domain.exits import InvalidQuote, decide_exit
@@ -37,6 +41,8 @@ from trading_pipeline.store.database import Database
 from trading_pipeline.store.migrate import upgrade
 
 RUN_EVERY = timedelta(minutes=2)
+SENSOR_TICK = timedelta(seconds=30)  # the stop-trigger sensor's interval
+EVENT_LEAD = timedelta(seconds=20)  # scripted events land 20 s before a sensor tick
 DEFAULT_MINUTES = 60
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -61,6 +67,9 @@ class RunOutcome:
     metadata: dict[str, Any] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)
     error: str = ""
+    trigger: bool = False  # requested by the stop-trigger sensor, not the 2-minute schedule
+    seconds: float = 0.0
+    symbols: str = ""
 
 
 @dataclass
@@ -85,6 +94,9 @@ class DemoReport:
     wall_seconds: float
     dagster_home: Path
     database_path: Path
+    reaction: str = ""  # gap → close, how and how fast
+    trigger_runs: int = 0
+    sensor_evaluations: int = 0
 
     @property
     def healthy(self) -> bool:
@@ -130,6 +142,9 @@ class Demo:
         self.out = out
         self.outcomes: list[RunOutcome] = []
         self.scripted: dict[str, str] = {}
+        self.sensor_evaluations = 0
+        self.gap_trade: uuid.UUID | None = None
+        self.gap_at: datetime | None = None
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -150,7 +165,9 @@ class Demo:
         self.say(f"demo: NYSE session {day} ({span}), sim broker seed {options.seed}, {options.n_symbols} symbols")
         self.say(f"demo: trading DB {db_path} (fresh), Dagster instance {home}")
         with SimBroker(seed=options.seed, n_symbols=options.n_symbols, start=opened, realtime=False) as sim:
-            defs = build_definitions(self.resources(db_url, sim.url))
+            self._sim = sim
+            self._resources = self.resources(db_url, sim.url)
+            defs = build_definitions(self._resources)
             with Database(db_url) as db, instance:
                 self.trading_day(defs, instance, day)
                 self.stop_loss_loop(defs, instance, db, sim, opened, end)
@@ -174,7 +191,7 @@ class Demo:
         universe = _metadata(result, "universe")
         status = "✓" if result.success else "✗ FAILED"
         self.say(
-            f"09:30 ET  trading day {status}: universe {universe.get('sample_size', '?')} of "
+            f"{_clock(self._sim.market.now)}  trading day {status}: universe {universe.get('sample_size', '?')} of "
             f"{universe.get('universe_size', '?')} symbols → {entries.get('proposed', 0)} candidates → "
             f"{entries.get('opened', 0)} positions opened"
         )
@@ -189,24 +206,63 @@ class Demo:
         opened: datetime,
         end: datetime,
     ) -> None:
+        """Every 30 simulated seconds the stop-trigger sensor looks; every 2 minutes the schedule's run goes.
+
+        Scripted events happen 40 s into an interval, between sensor ticks, as real gaps do."""
         job = defs.resolve_job_def(STOP_LOSS_JOB)
         total = int((end - opened) / RUN_EVERY)
+        ticks = int(RUN_EVERY / SENSOR_TICK)
         events = self.scripted_events(db, sim, total)
         for number in range(1, total + 1):
-            sim.market.advance(RUN_EVERY)
-            for event in events.pop(number, []):
-                event()
-            result = job.execute_in_process(instance=instance, run_config=QUIET_LOGS, raise_on_error=False)
-            outcome = RunOutcome(
-                number,
-                sim.market.now,
-                result.success,
-                _metadata(result, "closes"),
-                _failed_checks(result),
-                _error(result),
-            )
-            self.outcomes.append(outcome)
-            self.progress(outcome, total)
+            for tick in range(1, ticks + 1):
+                if tick == 2 and number in events:
+                    sim.market.advance(SENSOR_TICK - EVENT_LEAD)
+                    for event in events.pop(number):
+                        event()
+                    sim.market.advance(EVENT_LEAD)
+                else:
+                    sim.market.advance(SENSOR_TICK)
+                if tick < ticks:  # on the 2-minute boundary the scheduled run goes instead
+                    self.stop_trigger_tick(job, instance, number, total)
+            self.execute(job, instance, number, total, tags={"trading_pipeline/trigger": "schedule"})
+
+    def stop_trigger_tick(self, job: dg.JobDefinition, instance: dg.DagsterInstance, number: int, total: int) -> None:
+        resources = {"database": self._resources["database"], "broker": self._resources["broker"]}
+        logging.disable(logging.INFO)  # the sensor's log line would repeat the progress line below
+        try:
+            with dg.build_sensor_context(instance=instance, resources=resources) as context:
+                request = stop_trigger_sensor(context)
+        finally:
+            logging.disable(logging.NOTSET)
+        self.sensor_evaluations += 1
+        if isinstance(request, dg.RunRequest):
+            self.execute(job, instance, number, total, tags=dict(request.tags), trigger=True)
+
+    def execute(
+        self,
+        job: dg.JobDefinition,
+        instance: dg.DagsterInstance,
+        number: int,
+        total: int,
+        *,
+        tags: dict[str, str],
+        trigger: bool = False,
+    ) -> None:
+        started = time.perf_counter()
+        result = job.execute_in_process(instance=instance, run_config=QUIET_LOGS, tags=tags, raise_on_error=False)
+        outcome = RunOutcome(
+            number,
+            self._sim.market.now,
+            result.success,
+            _metadata(result, "closes"),
+            _failed_checks(result),
+            _error(result),
+            trigger=trigger,
+            seconds=time.perf_counter() - started,
+            symbols=tags.get("trading_pipeline/trigger_symbols", ""),
+        )
+        self.outcomes.append(outcome)
+        self.progress(outcome, total)
 
     def scripted_events(self, db: Database, sim: SimBroker, total: int) -> dict[int, list[Callable[[], None]]]:
         """A gap-down through one position's stop and a jump through another's take-profit."""
@@ -220,8 +276,11 @@ class Demo:
 
         def gap_down() -> None:
             sim.market.gap(gap.symbol, -15)
-            self.scripted["gap_down"] = f"{gap.symbol} gapped −15% through its stop {gap.stop_loss} at run {at_gap}"
-            self.say(f"          ⚡ scripted: {gap.symbol} gaps −15% (stop {gap.stop_loss})")
+            self.gap_trade, self.gap_at = gap.id, sim.market.now
+            self.scripted["gap_down"] = (
+                f"{gap.symbol} gapped −15% through its stop {gap.stop_loss} at {_clock(sim.market.now)}"
+            )
+            self.say(f"{_clock(sim.market.now)}  ⚡ scripted: {gap.symbol} gaps −15% (stop {gap.stop_loss})")
 
         events.setdefault(at_gap, []).append(gap_down)
         if jump is not None and jump.take_profit is not None:
@@ -229,8 +288,13 @@ class Demo:
 
             def jump_up() -> None:
                 sim.market.set_price(jump.symbol, target, target + Decimal("0.02"))
-                self.scripted["take_profit"] = f"{jump.symbol} jumped to {target:.2f} through {jump.take_profit}"
-                self.say(f"          ⚡ scripted: {jump.symbol} jumps to {target:.2f} (take-profit {jump.take_profit})")
+                self.scripted["take_profit"] = (
+                    f"{jump.symbol} jumped to {target:.2f} through {jump.take_profit} at {_clock(sim.market.now)}"
+                )
+                self.say(
+                    f"{_clock(sim.market.now)}  ⚡ scripted: {jump.symbol} jumps to {target:.2f} "
+                    f"(take-profit {jump.take_profit})"
+                )
 
             events.setdefault(at_jump, []).append(jump_up)
         return events
@@ -238,15 +302,16 @@ class Demo:
     def progress(self, outcome: RunOutcome, total: int) -> None:
         meta = outcome.metadata
         closed = int(meta.get("closed", 0))
-        eventful = closed or not outcome.success or outcome.failed_checks
+        eventful = closed or not outcome.success or outcome.failed_checks or outcome.trigger
         if not (eventful or outcome.number % 10 == 0 or outcome.number == total):
             return
-        clock = outcome.at.astimezone(_NY).strftime("%H:%M")
         mark = "✓" if outcome.success and not outcome.failed_checks else "✗"
-        line = (
-            f"{clock} ET  stop-loss run {outcome.number:>3}/{total} {mark}  checked {meta.get('positions_checked', 0)}"
-            f" positions, closed {closed}"
+        what = (
+            f"stop trigger → run {mark} ({outcome.symbols})"
+            if outcome.trigger
+            else (f"stop-loss run {outcome.number:>3}/{total} {mark}")
         )
+        line = f"{_clock(outcome.at)}  {what}  checked {meta.get('positions_checked', 0)} positions, closed {closed}"
         if closed:
             line += f" ({_reasons_text(meta)})"
         if outcome.failed_checks:
@@ -287,7 +352,23 @@ class Demo:
             wall_seconds=time.perf_counter() - started,
             dagster_home=home,
             database_path=db_path,
+            reaction=self.reaction(db),
+            trigger_runs=sum(1 for o in self.outcomes if o.trigger),
+            sensor_evaluations=self.sensor_evaluations,
         )
+
+    def reaction(self, db: Database) -> str:
+        """From the scripted gap to the recorded close, in simulated time, plus the closing run's wall time."""
+        if self.gap_trade is None or self.gap_at is None:
+            return ""
+        trade = repo.get_trade(db, self.gap_trade)
+        if trade is None or trade.closed_at is None:
+            return "NOT CLOSED"
+        closer = next((o for o in self.outcomes if o.at >= trade.closed_at and int(o.metadata.get("closed", 0))), None)
+        how = "stop-trigger sensor" if closer and closer.trigger else "2-minute schedule"
+        run = f" + {closer.seconds:.1f} s run" if closer else ""
+        waited = (trade.closed_at - self.gap_at).total_seconds()
+        return f"{waited:.0f} s simulated detection{run}, via the {how} (the schedule alone: up to 120 s)"
 
     def positions_beyond_stop(self, db: Database, sim: SimBroker) -> list[str]:
         """At the end, with fresh quotes straight from the broker: is any open position beyond its stop?"""
@@ -315,6 +396,7 @@ class Demo:
 def render_report(report: DemoReport) -> str:
     verdict = "HEALTHY" if report.healthy else "UNHEALTHY"
     ratio = f"{report.buys}:{report.sells}"
+    by_runs = report.quote_requests - report.sensor_evaluations
     closes = ", ".join(f"{k} {v}" for k, v in sorted(report.closes_by_reason.items())) or "none"
     oldest = f"{report.oldest_open_minutes:.0f} min" if report.oldest_open_minutes is not None else "no open positions"
     lines = [
@@ -328,7 +410,8 @@ def render_report(report: DemoReport) -> str:
         f"closes by reason         {closes}",
         f"BUY:SELL orders          {ratio}",
         f"open positions           {report.open_positions} (oldest {oldest})",
-        f"quote requests           {report.quote_requests} for {report.positions_checked} position checks",
+        f"quote requests           {report.quote_requests} ({by_runs} by runs, {report.sensor_evaluations} by the "
+        f"stop-trigger sensor) for {report.positions_checked} position checks",
         f"longest DB transaction   {report.longest_transaction_ms:.1f} ms; connections held during broker calls: "
         f"{report.checkouts_during_broker_calls}",
     ]
@@ -339,6 +422,8 @@ def render_report(report: DemoReport) -> str:
             "(a shorter span than the full session by default; `trading-pipeline demo --full-day` runs it all)"
         )
     lines += [
+        f"stop trigger             {report.trigger_runs} runs requested from {report.sensor_evaluations} sensor ticks",
+        f"reaction to the gap      {report.reaction or 'n/a'}",
         f"wall time                {report.wall_seconds:.1f} s",
         "",
         f"See the runs in the UI:  DAGSTER_HOME={report.dagster_home} dagster dev -w workspace.yaml -h 127.0.0.1",
@@ -347,7 +432,11 @@ def render_report(report: DemoReport) -> str:
     return "\n".join(lines)
 
 
-_NY = __import__("zoneinfo").ZoneInfo("America/New_York")
+_NY = ZoneInfo("America/New_York")
+
+
+def _clock(moment: datetime) -> str:
+    return moment.astimezone(_NY).strftime("%H:%M:%S ET")
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:

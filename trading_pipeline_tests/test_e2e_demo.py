@@ -21,7 +21,9 @@ def test_demo_small_session(tmp_path) -> None:
     report = Demo(options, out=out).run()
     text = render_report(report)
     assert report.healthy, text
-    assert report.runs_failed == 0 and report.runs_succeeded == 1 + 12
+    assert report.runs_failed == 0 and report.runs_succeeded == 1 + 12 + report.trigger_runs
+    assert report.trigger_runs >= 2  # the gap and the jump are caught by the sensor before the schedule
+    assert "via the stop-trigger sensor" in report.reaction and report.reaction.startswith("20 s")
     assert report.closes_by_reason.get("stop_loss", 0) >= 1, text  # the scripted gap-down
     assert report.closes_by_reason.get("take_profit", 0) >= 1, text  # the scripted jump
     assert report.checkouts_during_broker_calls == 0 and report.beyond_stop == []
@@ -34,11 +36,13 @@ def test_demo_small_session(tmp_path) -> None:
         assert report.closes_by_reason == repo.closes_by_reason(db)
         assert (report.buys, report.sells) == (sides[OrderSide.BUY], sides[OrderSide.SELL])
         assert report.open_positions == counts[TradeStatus.OPEN]
-    assert report.quote_requests == 13  # one multi-symbol request per run, for every position at once
+    # One multi-symbol request per run and per sensor tick (3 ticks between scheduled runs), never per position.
+    assert report.sensor_evaluations == 12 * 3
+    assert report.quote_requests == 1 + 12 + report.trigger_runs + report.sensor_evaluations
 
     # The runs are in the project-local Dagster instance, visible to `dagster dev` afterwards.
     with dg.DagsterInstance.from_config(str(report.dagster_home)) as instance:
         runs = instance.get_run_records()
-        assert len(runs) == 13
+        assert len(runs) == 13 + report.trigger_runs
         assert {r.dagster_run.job_name for r in runs} == {"stop_loss_job", "trading_day_job"}
     assert "HEALTHY" in text and "BUY:SELL" in text
