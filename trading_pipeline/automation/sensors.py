@@ -177,6 +177,8 @@ def stop_loss_watchdog_sensor(context: dg.SensorEvaluationContext, alerts: Alert
     dispatcher = alerts.dispatcher(context.log)
     if diagnosis.ok:
         dispatcher.resolve("watchdog:stop_loss", diagnosis.detail)
+        if diagnosis.case == "market_closed":
+            return dg.SkipReason(f"not judged, market closed: {diagnosis.detail}")
         return dg.SkipReason(f"stop-loss protection healthy: {diagnosis.detail}")
     dispatcher.fire(
         key="watchdog:stop_loss",
