@@ -301,3 +301,17 @@ def _png_from_markdown(text: str) -> bytes:
     png = base64.b64decode(text.split(prefix, 1)[1][:-1], validate=True)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     return png
+
+
+def test_performance_job_materializes_one_trading_day(database_url: str, db: Database, sim: SimBroker, tmp_path):
+    from trading_pipeline.jobs_performance import PERFORMANCE_JOB, performance_job
+
+    defs = dg.Definitions(assets=[performance], jobs=[performance_job], resources=resources(database_url, sim))
+    result = defs.resolve_job_def(PERFORMANCE_JOB).execute_in_process(
+        partition_key=DAY.isoformat(),
+        run_config={**QUIET, "ops": {"performance": {"config": {"chart_dir": str(tmp_path)}}}},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    assert [row.trading_date for row in perf_repo.daily_performance(db)] == [DAY]
+    assert not defs.resolve_job_def(PERFORMANCE_JOB).partitions_def.has_partition_key("2026-11-26")  # Thanksgiving
