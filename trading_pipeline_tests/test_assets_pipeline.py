@@ -104,7 +104,7 @@ def test_no_connection_is_held_during_broker_calls_with_100_positions(database_u
     assert closes["positions_checked"] == 100
     assert closes["closed"] == len(trades[::3])
     assert closes["db_checkouts_during_broker_calls"] == 0
-    assert check_results(result)["no_connection_held_during_broker_calls"] is True
+    assert check_results(result)["db_health"] is True
     assert metadata(result, "quotes")["quote_requests"] == 1  # 100 positions, one multi-symbol request
 
 

@@ -1,56 +1,38 @@
 """`closes`: the stop-loss sweep — the commit-early close protocol — and the checks on its outcome."""
 
-
-from datetime import timedelta
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from dagster import DagsterRunStatus, RunsFilter
 
-from trading_pipeline.assets.context import guarded_broker
+from trading_pipeline.assets.context import guarded_broker, trading_date
 from trading_pipeline.assets.metadata import db_stats_metadata, json_value, markdown_table, md, reasons_table
+from trading_pipeline.checks import closes as closes_checks
+from trading_pipeline.checks.limits import STOP_LOSS_RUNS_CONSIDERED
+from trading_pipeline.domain.calendar import session_bounds
 from trading_pipeline.domain.exits import InvalidQuote, decide_exit
-from trading_pipeline.domain.types import ExitReason
+from trading_pipeline.domain.types import ExitReason, OrderSide
+from trading_pipeline.health import stop_loss_freshness
+from trading_pipeline.jobs import STOP_LOSS_JOB
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.steps.closes import run_stop_loss_sweep
 from trading_pipeline.store import repository as repo
+from trading_pipeline.store.database import Database
+
+FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 
 
 class ClosesConfig(dg.Config):
     max_quote_age_seconds: int = 300  # during a session, an older quote is stale: flagged, not acted on
 
 
-CHECKS = [
-    dg.AssetCheckSpec(
-        "every_position_judged",
-        asset="closes",
-        blocking=True,
-        description=(
-            "Every open position was judged against a usable quote in this sweep. A missing, stale, NaN, zero or "
-            "crossed quote means its stop could not be checked: the position is unprotected until fixed."
-        ),
-    ),
-    dg.AssetCheckSpec(
-        "no_position_beyond_stop",
-        asset="closes",
-        blocking=True,
-        description=(
-            "After the sweep, no open position's latest quote is beyond its stop-loss. If one is, a close failed "
-            "or was never attempted, and money is being lost."
-        ),
-    ),
-    dg.AssetCheckSpec(
-        "no_connection_held_during_broker_calls",
-        asset="closes",
-        description="No DB connection was checked out while a broker call was in flight (the seed's pool outage).",
-    ),
-]
-
-
 @dg.asset(
     deps=["positions"],
     group_name="trading",
     kinds={"python", "sql"},
-    check_specs=CHECKS,
+    check_specs=closes_checks.SPECS,
     description=(
         "The stop-loss sweep: read open trades and commit; fetch quotes once per unique symbol; decide exits; "
         "for each exit claim open→closing in its own transaction, submit the order with its deterministic "
@@ -62,22 +44,24 @@ def closes(
     context: dg.AssetExecutionContext, config: ClosesConfig, database: TradingDatabase, broker: BrokerResource
 ) -> dg.MaterializeResult:
     db = database.db
+    run_id = context.run.run_id
     client = guarded_broker(broker, database)
     clock = client.clock()
     result = run_stop_loss_sweep(
         db,
         client,
-        run_id=context.run.run_id,
+        run_id=run_id,
         now=clock.timestamp,
         max_quote_age=timedelta(seconds=config.max_quote_age_seconds) if clock.is_open else None,
-        prefetched=repo.quotes_for_run(db, context.run.run_id),
+        prefetched=repo.quotes_for_run(db, run_id),
     )
     flagged = result.flagged_positions
     if flagged:
         context.log.error(f"closes: {len(flagged)} positions could not be judged: {flagged}")
     if result.failures:
         context.log.error(f"closes: failures: {result.failures}")
-    beyond = positions_beyond_stop(db, context.run.run_id)
+    beyond = positions_beyond_stop(db, run_id)
+    outcome_checks = outcome_check_results(context.instance, db, now=clock.timestamp, day=trading_date(clock))
     stats = db.monitor.stats()
     return dg.MaterializeResult(
         metadata={
@@ -102,34 +86,15 @@ def closes(
             **db_stats_metadata(stats),
         },
         check_results=[
-            dg.AssetCheckResult(
-                check_name="every_position_judged",
-                passed=not flagged,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description="all open positions judged" if not flagged else f"{len(flagged)} positions not judged",
-                metadata={"flagged_count": len(flagged), "flagged": md(reasons_table(flagged))},
-            ),
-            dg.AssetCheckResult(
-                check_name="no_position_beyond_stop",
-                passed=not beyond,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description="no open position beyond its stop" if not beyond else f"{len(beyond)} beyond stop",
-                metadata={"beyond_stop_count": len(beyond), "positions": md(reasons_table(beyond))},
-            ),
-            dg.AssetCheckResult(
-                check_name="no_connection_held_during_broker_calls",
-                passed=stats.checkouts_during_broker_calls == 0,
-                severity=dg.AssetCheckSeverity.ERROR,
-                metadata={
-                    "checkouts_during_broker_calls": stats.checkouts_during_broker_calls,
-                    "longest_transaction_ms": float(stats.longest_transaction_ms),
-                },
-            ),
+            closes_checks.every_position_judged(flagged),
+            closes_checks.no_position_beyond_stop(beyond),
+            *outcome_checks,
+            closes_checks.db_health(stats),
         ],
     )
 
 
-def positions_beyond_stop(db, run_id: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def positions_beyond_stop(db: Database, run_id: str) -> dict[str, str]:
     """Open trades whose quote from this run says they should have been stopped out."""
     latest = repo.quotes_for_run(db, run_id)
     beyond: dict[str, str] = {}
@@ -144,3 +109,38 @@ def positions_beyond_stop(db, run_id: str) -> dict[str, str]:  # type: ignore[no
         if decision is not None and decision.reason is ExitReason.STOP_LOSS:
             beyond[f"{trade.symbol} {str(trade.id)[:8]}"] = f"quote {quote.bid}/{quote.ask}, stop {trade.stop_loss}"
     return beyond
+
+
+def outcome_check_results(
+    instance: dg.DagsterInstance, db: Database, *, now: datetime, day
+) -> list[dg.AssetCheckResult]:
+    """The day's outcomes: stops honoured (replay), BUY:SELL, and the stop-loss job's own run history."""
+    bounds = session_bounds(day)
+    day_start = bounds[0] if bounds else now - timedelta(hours=12)
+    elapsed = min(now, bounds[1]) - bounds[0] if bounds and now >= bounds[0] else None
+    runs_today = sorted(
+        instance.get_run_records(RunsFilter(job_name=STOP_LOSS_JOB, created_after=day_start)),
+        key=lambda r: r.create_timestamp,
+    )
+    run_ids = [r.dagster_run.run_id for r in runs_today]
+    trades = repo.trades_active_since(db, day_start)
+    by_symbol: dict[str, list[closes_checks.RunQuote]] = defaultdict(list)
+    position = {run_id: i for i, run_id in enumerate(run_ids)}
+    for run_id, quote in repo.quotes_of_runs(db, run_ids, {t.symbol for t in trades}):
+        by_symbol[quote.symbol].append(closes_checks.RunQuote(position[run_id], quote))
+    sides = repo.count_orders_by_side(db, since=day_start)
+    finished = instance.get_run_records(
+        RunsFilter(job_name=STOP_LOSS_JOB, statuses=FINISHED), limit=STOP_LOSS_RUNS_CONSIDERED
+    )
+    return [
+        closes_checks.stops_honoured(trades, by_symbol, run_ids=run_ids),
+        closes_checks.buy_sell_ratio(
+            sides[OrderSide.BUY],
+            sides[OrderSide.SELL],
+            open_positions=len(repo.open_trades(db)),
+            session_elapsed=elapsed,
+        ),
+        closes_checks.stop_loss_run_health(
+            [r.dagster_run.status.value for r in finished], stop_loss_freshness(instance, now=now.astimezone(UTC))
+        ),
+    ]

@@ -1,41 +1,43 @@
 """`positions`: open trades reconciled with the broker's positions; pending entries resolved by id."""
 
+from datetime import timedelta
 
 import dagster as dg
 
-from trading_pipeline.assets.context import guarded_broker
+from trading_pipeline.assets.context import guarded_broker, trading_date
 from trading_pipeline.assets.metadata import md, reasons_table
+from trading_pipeline.automation.runs import recent_runs
+from trading_pipeline.checks import positions as positions_checks
+from trading_pipeline.jobs import STOP_LOSS_JOB
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.steps.reconcile import reconcile_positions
+from trading_pipeline.store import repository as repo
 
 
 @dg.asset(
     deps=["quotes"],
     group_name="trading",
     kinds={"python", "sql"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "reconciliation_clean",
-            asset="positions",
-            description=(
-                "Every open trade in the DB is held at the broker with the same quantity, and the broker holds "
-                "nothing the DB does not know about. A mismatch means a stop may be protecting the wrong size."
-            ),
-        )
-    ],
+    check_specs=positions_checks.SPECS,
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=6), warn_window=timedelta(minutes=3)),
     description="Open trades in the DB vs positions at the broker: missing, extra and quantity mismatches.",
 )
 def positions(
     context: dg.AssetExecutionContext, database: TradingDatabase, broker: BrokerResource
 ) -> dg.MaterializeResult:
+    db = database.db
     client = guarded_broker(broker, database)
-    result = reconcile_positions(database.db, client, now=client.clock().timestamp)
+    clock = client.clock()
+    result = reconcile_positions(db, client, now=clock.timestamp)
     mismatches = {**result.missing_at_broker, **result.extra_at_broker, **result.qty_mismatch}
     if mismatches:
         context.log.error(f"positions: {len(mismatches)} reconciliation mismatches: {mismatches}")
+    open_trades = repo.open_trades(db)
+    run_starts = [r.create_timestamp for r in recent_runs(context.instance, STOP_LOSS_JOB, limit=3)]
     return dg.MaterializeResult(
         metadata={
+            "open_positions": len(open_trades),
             "open_symbols_db": result.db_symbols,
             "open_symbols_broker": result.broker_symbols,
             "matched": result.matched,
@@ -49,17 +51,8 @@ def positions(
             "failures": md(reasons_table(result.failures)),
         },
         check_results=[
-            dg.AssetCheckResult(
-                check_name="reconciliation_clean",
-                passed=result.clean,
-                severity=dg.AssetCheckSeverity.ERROR,
-                description="DB and broker agree" if result.clean else f"{len(mismatches)} mismatches",
-                metadata={
-                    "missing_at_broker": len(result.missing_at_broker),
-                    "extra_at_broker": len(result.extra_at_broker),
-                    "qty_mismatch": len(result.qty_mismatch),
-                    "details": md(reasons_table(mismatches)),
-                },
-            )
+            positions_checks.reconciliation_clean(mismatches, result.matched),
+            positions_checks.oldest_open_position_age(open_trades, today=trading_date(clock)),
+            positions_checks.no_stale_closing_rows(repo.closing_trades(db), run_starts=run_starts),
         ],
     )

@@ -1,10 +1,12 @@
 """`quotes`: latest quotes for open positions ∪ today's candidates, in as few requests as the API allows."""
 
+from datetime import timedelta
 
 import dagster as dg
 
 from trading_pipeline.assets.context import guarded_broker, trading_date
 from trading_pipeline.assets.metadata import md, reasons_table, symbols_text
+from trading_pipeline.checks import quotes as quotes_checks
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.steps.quotes import fetch_quotes
@@ -17,6 +19,9 @@ class QuotesConfig(dg.Config):
 @dg.asset(
     deps=["universe"],
     group_name="trading",
+    check_specs=quotes_checks.SPECS,
+    # The stop-loss schedule refreshes quotes every 2 minutes in a session: older than 6 is stale in the UI.
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=6), warn_window=timedelta(minutes=3)),
     kinds={"python", "sql"},
     description=(
         "Latest bid/ask for every open position (and, for the trading-day job, today's candidates): unique "
@@ -50,5 +55,10 @@ def quotes(
             "unusable_quotes": md(reasons_table(result.unusable)),
             "oldest_quote_age_seconds": float(result.oldest_quote_age_seconds or 0.0),
             "market_open": clock.is_open,
-        }
+        },
+        check_results=[
+            quotes_checks.every_position_quoted(result.held, result.quotes),
+            quotes_checks.quotes_fresh(result.quotes, now=clock.timestamp, in_session=clock.is_open),
+            quotes_checks.quotes_sane(result.unusable),
+        ],
     )

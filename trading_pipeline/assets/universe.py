@@ -1,6 +1,5 @@
 """`universe`: the day's shuffled sample of active tradable US equities (daily partitions, New York)."""
 
-
 from datetime import date
 
 import dagster as dg
@@ -8,6 +7,7 @@ import dagster as dg
 from trading_pipeline.assets.context import guarded_broker
 from trading_pipeline.assets.metadata import histogram_table, md, symbols_text
 from trading_pipeline.assets.partitions import daily_partitions
+from trading_pipeline.checks import universe as universe_checks
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.steps.universe import build_universe
@@ -20,6 +20,7 @@ class UniverseConfig(dg.Config):
 @dg.asset(
     partitions_def=daily_partitions,
     group_name="trading",
+    check_specs=universe_checks.SPECS,
     kinds={"python", "sql"},
     description=(
         "All active tradable assets from the broker, shuffled with a seed derived from the partition date, "
@@ -45,5 +46,9 @@ def universe(
             "seed": str(result.seed),
             "first_letter_histogram": md(histogram_table(result.letters_sample)),
             "sample_preview": symbols_text(result.sample),
-        }
+        },
+        check_results=[
+            universe_checks.sample_size_as_configured(len(result.sample), config.sample_size, result.universe_size),
+            universe_checks.letters_not_biased(result.letters_sample, result.letters_universe),
+        ],
     )

@@ -22,6 +22,7 @@ class QuotesResult:
     missing: list[str]
     unusable: dict[str, str] = field(default_factory=dict)
     oldest_quote_age_seconds: float | None = None
+    held: list[str] = field(default_factory=list)
 
 
 def fetch_quotes(
@@ -52,4 +53,5 @@ def fetch_quotes(
         missing=sorted(batch.missing | set(batch.rejected)),
         unusable=unusable,
         oldest_quote_age_seconds=max(ages) if ages else None,
+        held=sorted(held),
     )

@@ -470,3 +470,36 @@ def _upsert(
         column = getattr(model, name)
         updates[name] = sa.func.coalesce(column, statement.excluded[name])
     session.execute(statement.on_conflict_do_update(index_elements=[key], set_=updates))
+
+
+# -- reads for the outcome checks ------------------------------------------------------------------
+
+
+def trades_active_since(db: Database, since: datetime) -> list[TradeRecord]:
+    """Trades that were open at some point since `since`: still open/closing, or closed after it."""
+    with db.transaction() as session:
+        query = (
+            sa.select(Trade)
+            .where(
+                sa.or_(
+                    Trade.status.in_([TradeStatus.OPEN, TradeStatus.CLOSING]),
+                    sa.and_(Trade.status == TradeStatus.CLOSED, Trade.closed_at >= since),
+                )
+            )
+            .order_by(Trade.entry_at, Trade.id)
+        )
+        return [_trade_record(row) for row in session.scalars(query)]
+
+
+def quotes_of_runs(db: Database, run_ids: Sequence[str], symbols: Iterable[str]) -> list[tuple[str, Quote]]:
+    """(run id, quote) for the given runs and symbols, in quote-time order (the replay of the day's crosses)."""
+    wanted = sorted(set(symbols))
+    if not run_ids or not wanted:
+        return []
+    with db.transaction() as session:
+        rows = session.scalars(
+            sa.select(QuoteRecord)
+            .where(QuoteRecord.dagster_run_id.in_(list(run_ids)), QuoteRecord.symbol.in_(wanted))
+            .order_by(QuoteRecord.quoted_at, QuoteRecord.id)
+        ).all()
+        return [(row.dagster_run_id or "", Quote(row.symbol, row.bid, row.ask, row.quoted_at)) for row in rows]

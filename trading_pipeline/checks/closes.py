@@ -1,0 +1,221 @@
+"""Checks on `closes`: positions protected, stops honoured, BUY:SELL sane, stop-loss runs healthy, DB healthy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import dagster as dg
+
+from trading_pipeline.checks.helpers import result
+from trading_pipeline.checks.limits import (
+    CROSS_TO_CLOSE_MAX_RUNS,
+    MAX_BUY_SELL_RATIO,
+    MAX_TRANSACTION_MS,
+    MIN_STOP_LOSS_SUCCESS_RATE,
+    RATIO_JUDGED_AFTER,
+)
+from trading_pipeline.domain.types import ExitReason, PositionSide, Quote
+from trading_pipeline.health import StopLossDiagnosis
+from trading_pipeline.store.database import DatabaseStats
+from trading_pipeline.store.repository import TradeRecord
+
+SPECS = [
+    dg.AssetCheckSpec(
+        "every_position_judged",
+        asset="closes",
+        blocking=True,
+        description=(
+            "Every open position was judged against a usable quote in this sweep. A missing, stale, NaN, zero or "
+            "crossed quote means its stop could not be checked: the position is unprotected until fixed."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        "no_position_beyond_stop",
+        asset="closes",
+        blocking=True,
+        description=(
+            "After the sweep, no open position's latest quote is beyond its stop-loss. If one is, a close failed "
+            "or was never attempted, and money is being lost."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        "stops_honoured",
+        asset="closes",
+        description=(
+            "Replaying the day's quotes: every time a price crossed a stop, the position was closed within 2 "
+            "stop-loss runs. This is the outcome the whole product exists for."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        "buy_sell_ratio",
+        asset="closes",
+        description=(
+            "Today's BUY:SELL orders, judged after the first hour: above 5:1, or 100:0 with positions open, means "
+            "entries happen but exits do not — the seed app's silent stop-loss failure."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        "stop_loss_run_health",
+        asset="closes",
+        description=(
+            "At least 90% of the last 20 stop-loss runs succeeded, and in a session the last successful one is "
+            "at most 6 minutes old (from Dagster's run records, not a separate bookkeeping)."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        "db_health",
+        asset="closes",
+        description=(
+            "This run's longest DB transaction stayed under 500 ms, no statement took over 1 s, and no connection "
+            "was held while the broker was called (the seed's pool outage)."
+        ),
+    ),
+]
+
+
+def every_position_judged(flagged: Mapping[str, str]) -> dg.AssetCheckResult:
+    return result(
+        "every_position_judged",
+        not flagged,
+        "all open positions judged" if not flagged else f"{len(flagged)} positions not judged",
+        numbers={"flagged": len(flagged)},
+        problems=dict(flagged),
+    )
+
+
+def no_position_beyond_stop(beyond: Mapping[str, str]) -> dg.AssetCheckResult:
+    return result(
+        "no_position_beyond_stop",
+        not beyond,
+        "no open position beyond its stop" if not beyond else f"{len(beyond)} beyond their stop",
+        numbers={"beyond_stop": len(beyond)},
+        problems=dict(beyond),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuote:
+    """A stored quote and the stop-loss run (by order of the day's runs) that fetched it."""
+
+    run_index: int
+    quote: Quote
+
+
+def stops_honoured(
+    trades: Sequence[TradeRecord],
+    quotes_by_symbol: Mapping[str, Sequence[RunQuote]],
+    *,
+    run_ids: Sequence[str],
+    max_runs: int = CROSS_TO_CLOSE_MAX_RUNS,
+) -> dg.AssetCheckResult:
+    """`run_ids`: the day's stop-loss runs in order; a trade closed by run k has closing_run_id == run_ids[k]."""
+    position = {run_id: i for i, run_id in enumerate(run_ids)}
+    last_run = len(run_ids) - 1
+    late: dict[str, str] = {}
+    crosses = 0
+    for trade in trades:
+        if trade.stop_loss is None or trade.close_reason is ExitReason.BROKER_STOP:
+            continue
+        cross = _first_cross(trade, quotes_by_symbol.get(trade.symbol, ()))
+        if cross is None:
+            continue
+        crosses += 1
+        label = f"{trade.symbol} {str(trade.id)[:8]}"
+        closed_in = position.get(trade.closing_run_id or "") if trade.closed_at else None
+        if closed_in is not None:
+            if closed_in - cross.run_index > max_runs:
+                late[label] = f"crossed in run {cross.run_index}, closed in run {closed_in}"
+        elif trade.closed_at is None and last_run - cross.run_index >= max_runs:
+            late[label] = f"crossed {cross.quote.timestamp:%H:%M:%S} UTC (run {cross.run_index}), still not closed"
+    return result(
+        "stops_honoured",
+        not late,
+        f"{crosses} stop crosses today, {len(late)} not closed within {max_runs} runs",
+        numbers={"crosses": crosses, "late_or_missing_closes": len(late), "runs_today": len(run_ids)},
+        problems=late,
+    )
+
+
+def _first_cross(trade: TradeRecord, quotes: Sequence[RunQuote]) -> RunQuote | None:
+    assert trade.stop_loss is not None
+    for item in quotes:
+        if item.quote.timestamp < trade.entry_at:
+            continue
+        if trade.closed_at is not None and item.quote.timestamp > trade.closed_at:
+            break
+        price = item.quote.bid if trade.side is PositionSide.LONG else item.quote.ask
+        crossed = price <= trade.stop_loss if trade.side is PositionSide.LONG else price >= trade.stop_loss
+        if crossed:
+            return item
+    return None
+
+
+def buy_sell_ratio(
+    buys: int,
+    sells: int,
+    *,
+    open_positions: int,
+    session_elapsed: timedelta | None,
+    max_ratio: float = MAX_BUY_SELL_RATIO,
+    judged_after: timedelta = RATIO_JUDGED_AFTER,
+) -> dg.AssetCheckResult:
+    numbers = {"buys": buys, "sells": sells, "open_positions": open_positions}
+    if session_elapsed is None or session_elapsed < judged_after:
+        return result(
+            "buy_sell_ratio",
+            True,
+            f"{buys}:{sells} — not judged in the session's first hour",
+            severity=dg.AssetCheckSeverity.WARN,
+            numbers=numbers,
+        )
+    if sells == 0:
+        passed = buys == 0 or open_positions == 0
+        text = f"{buys}:0 with {open_positions} positions open — nothing was ever sold" if not passed else f"{buys}:0"
+    else:
+        passed = buys / sells <= max_ratio
+        text = f"{buys}:{sells} = {buys / sells:.1f}:1 (limit {max_ratio:g}:1)"
+    return result("buy_sell_ratio", passed, text, severity=dg.AssetCheckSeverity.WARN, numbers=numbers)
+
+
+def stop_loss_run_health(
+    finished_statuses: Sequence[str], freshness: StopLossDiagnosis, *, min_rate: float = MIN_STOP_LOSS_SUCCESS_RATE
+) -> dg.AssetCheckResult:
+    total = len(finished_statuses)
+    succeeded = sum(1 for s in finished_statuses if s == "SUCCESS")
+    rate = succeeded / total if total else 1.0
+    # Evaluated inside a stop-loss run: runs are being launched. With no success on record yet (a new install),
+    # "not launched" is this very run starting the record, not a gap.
+    first_ever = freshness.case == "runs_not_launched" and freshness.last_success_at is None
+    passed = rate >= min_rate and (freshness.ok or first_ever)
+    text = f"{succeeded}/{total} recent stop-loss runs succeeded ({rate:.0%}, limit {min_rate:.0%}); {freshness.detail}"
+    return result(
+        "stop_loss_run_health",
+        passed,
+        text,
+        numbers={"success_rate": rate, "runs_considered": total, "freshness": freshness.case},
+    )
+
+
+def db_health(stats: DatabaseStats, *, max_transaction_ms: float = MAX_TRANSACTION_MS) -> dg.AssetCheckResult:
+    problems = {}
+    if stats.longest_transaction_ms > max_transaction_ms:
+        problems["longest transaction"] = f"{stats.longest_transaction_ms:.0f} ms > {max_transaction_ms:.0f} ms"
+    if stats.slow_statements:
+        problems["slow statements"] = f"{stats.slow_statements} statements over 1 s"
+    if stats.checkouts_during_broker_calls:
+        problems["held during broker calls"] = f"{stats.checkouts_during_broker_calls} connection checkouts"
+    return result(
+        "db_health",
+        not problems,
+        f"longest transaction {stats.longest_transaction_ms:.1f} ms, {stats.slow_statements} slow statements, "
+        f"{stats.checkouts_during_broker_calls} connections held during broker calls",
+        numbers={
+            "longest_transaction_ms": float(stats.longest_transaction_ms),
+            "slow_statements": stats.slow_statements,
+            "checkouts_during_broker_calls": stats.checkouts_during_broker_calls,
+            "peak_checked_out": stats.peak_checked_out,
+        },
+        problems=problems,
+    )

@@ -1,0 +1,83 @@
+"""Checks on `positions`: reconciliation, old positions, and `closing` rows nobody finished."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+
+import dagster as dg
+
+from trading_pipeline.checks.helpers import result
+from trading_pipeline.checks.limits import MAX_OPEN_POSITION_TRADING_DAYS
+from trading_pipeline.domain.calendar import NEW_YORK, trading_days_between
+from trading_pipeline.store.repository import TradeRecord
+
+SPECS = [
+    dg.AssetCheckSpec(
+        "reconciliation_clean",
+        asset="positions",
+        description=(
+            "Every open trade in the DB is held at the broker with the same quantity, and the broker holds nothing "
+            "the DB does not know about. A mismatch means a stop may be protecting the wrong size, or nothing."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        "oldest_open_position_age",
+        asset="positions",
+        description="No position has been open longer than 3 trading days: old positions mean exits are not firing.",
+    ),
+    dg.AssetCheckSpec(
+        "no_stale_closing_rows",
+        asset="positions",
+        description=(
+            "No trade has been stuck in `closing` for more than 2 stop-loss runs: a close was sent (or not) and "
+            "never confirmed, so the position may still be open at the broker."
+        ),
+    ),
+]
+
+
+def reconciliation_clean(mismatches: Mapping[str, str], matched: int) -> dg.AssetCheckResult:
+    return result(
+        "reconciliation_clean",
+        not mismatches,
+        "DB and broker agree" if not mismatches else f"{len(mismatches)} mismatches",
+        numbers={"matched": matched, "mismatches": len(mismatches)},
+        problems=dict(mismatches),
+    )
+
+
+def oldest_open_position_age(
+    trades: Sequence[TradeRecord], *, today: date, max_trading_days: int = MAX_OPEN_POSITION_TRADING_DAYS
+) -> dg.AssetCheckResult:
+    ages = {
+        f"{t.symbol} {str(t.id)[:8]}": trading_days_between(t.entry_at.astimezone(NEW_YORK).date(), today)
+        for t in trades
+    }
+    oldest = max(ages.values(), default=0)
+    too_old = {k: f"open {v} trading days" for k, v in sorted(ages.items()) if v > max_trading_days}
+    return result(
+        "oldest_open_position_age",
+        not too_old,
+        f"oldest open position {oldest} trading days (limit {max_trading_days})",
+        severity=dg.AssetCheckSeverity.WARN,
+        numbers={"oldest_trading_days": oldest, "open_positions": len(trades)},
+        problems=too_old,
+    )
+
+
+def no_stale_closing_rows(closing: Sequence[TradeRecord], *, run_starts: Sequence[datetime]) -> dg.AssetCheckResult:
+    """`run_starts`: creation times of the latest stop-loss runs, newest first (this run included)."""
+    cutoff = run_starts[2] if len(run_starts) > 2 else None
+    stale = {
+        f"{t.symbol} {str(t.id)[:8]}": f"closing since {t.closing_started_at:%H:%M:%S} UTC ({t.close_client_order_id})"
+        for t in closing
+        if cutoff is not None and t.closing_started_at is not None and t.closing_started_at < cutoff
+    }
+    return result(
+        "no_stale_closing_rows",
+        not stale,
+        f"{len(closing)} closing rows, {len(stale)} older than 2 runs",
+        numbers={"closing_rows": len(closing), "stale": len(stale)},
+        problems=stale,
+    )
