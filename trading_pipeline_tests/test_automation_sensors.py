@@ -279,3 +279,29 @@ def test_a_failing_webhook_does_not_fail_the_sensor(instance, database_url: str,
     result = watchdog(instance, broken, monkeypatch)
     assert "ALERT runs_not_launched" in result.skip_message
     assert firing(db)["watchdog:stop_loss"].deliveries["webhook"].startswith("failed")
+
+
+def test_every_product_check_failure_reaches_the_alert_sensor(instance, alerts, db: Database) -> None:
+    """Only blocking ERROR checks fail a run: every other check's failure must reach people via the sensor."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+
+    repository = defs.get_repository_def()
+    keys = sorted(repository.asset_graph.asset_check_keys, key=lambda k: k.to_user_string())
+    assert len(keys) >= 15
+    for key in keys:
+        instance.report_runless_asset_event(
+            AssetCheckEvaluation(
+                asset_key=key.asset_key,
+                check_name=key.name,
+                passed=False,
+                metadata={"why": "crafted"},
+                severity=dg.AssetCheckSeverity.WARN,
+            )
+        )
+    with dg.build_sensor_context(instance=instance, repository_def=repository, resources={"alerts": alerts}) as ctx:
+        result = sensors.asset_check_alert_sensor(ctx)
+    assert f"alerted {len(keys)} failed checks" in result.skip_message
+    alerted = firing(db)
+    for key in keys:
+        alert = alerted[f"check:{key.to_user_string()}"]
+        assert alert.message == repository.asset_graph.get_check_spec(key).description
