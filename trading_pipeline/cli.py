@@ -204,6 +204,42 @@ def _set_halted(args: argparse.Namespace, halted: bool) -> int:
     return EXIT_OK
 
 
+def _status(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, date, datetime
+
+    from trading_pipeline.domain.calendar import NEW_YORK
+    from trading_pipeline.status import build_status, render_status
+
+    settings = Settings.from_env()
+    now = datetime.now(UTC)
+    try:
+        day = date.fromisoformat(args.date) if args.date else now.astimezone(NEW_YORK).date()
+    except ValueError:
+        raise SettingsError(f"--date must be YYYY-MM-DD, got {args.date!r}") from None
+    instance, instance_problem = _dagster_instance()
+    db = _open_database(settings)
+    try:
+        from trading_pipeline.checks.registry import ALL_SPECS
+
+        report = build_status(
+            now=now,
+            day=day,
+            instance=instance,
+            instance_problem=instance_problem,
+            db=db,
+            db_problem="unreachable or not migrated (see stderr)",
+            check_specs=ALL_SPECS,
+        )
+        print(json.dumps(report.as_json(), indent=2) if args.json else render_status(report))
+        return EXIT_OK if report.healthy else EXIT_FAILED
+    finally:
+        if db is not None:
+            db.dispose()
+        if instance is not None:
+            instance.dispose()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trading-pipeline",
@@ -254,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     preflight.add_argument("--expect-halted", action="store_true", help="the kill switch is meant to be on")
     preflight.add_argument("--min-buying-power", type=float, default=1000.0, help="floor (default 1000)")
     preflight.set_defaults(handler=_preflight)
+
+    status = commands.add_parser("status", help="how is trading going: health first, then outcomes, then P&L")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--date", help="trading day for outcomes and P&L, YYYY-MM-DD (default: today in New York)")
+    status.set_defaults(handler=_status)
 
     for name, halted, text in (
         ("halt", True, "kill switch ON: no new entries (stop-losses keep running)"),

@@ -9,6 +9,7 @@ CONCURRENCY_TAG = "trading_pipeline/concurrency_group"  # dagster.yaml limits "s
 STOP_LOSS_JOB = "stop_loss_job"
 TRADING_DAY_JOB = "trading_day_job"
 PREFLIGHT_JOB = "preflight_job"
+HEALTH_JOB = "health_job"
 
 stop_loss_job = dg.define_asset_job(
     STOP_LOSS_JOB,
@@ -32,4 +33,11 @@ preflight_job = dg.define_asset_job(
     selection=["preflight"],
     executor_def=dg.in_process_executor,
     description="Pre-market go/no-go at 09:00 ET; records the table and alerts on NO-GO.",
+)
+
+health_job = dg.define_asset_job(
+    HEALTH_JOB,
+    selection=["health"],
+    executor_def=dg.in_process_executor,
+    description="The status report (health → outcomes → P&L) every 15 minutes, kept with history in the UI.",
 )

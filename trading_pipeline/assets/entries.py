@@ -1,6 +1,5 @@
 """`entries`: the strategy's picks opened as BUYs with stop-loss and take-profit, within risk limits."""
 
-
 import dagster as dg
 
 from trading_pipeline.assets.context import guarded_broker, trading_date

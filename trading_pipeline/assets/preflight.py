@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from trading_pipeline.assets.metadata import markdown_table, md
+from trading_pipeline.checks import preflight as preflight_checks
 from trading_pipeline.preflight import run_preflight
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
@@ -15,18 +16,9 @@ from trading_pipeline.settings import Settings
 @dg.asset(
     group_name="operations",
     kinds={"python"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "go",
-            asset="preflight",
-            description="Every pre-flight item is GO: automation running, daemon alive, keys set, DB current, "
-            "broker reachable, account tradable, buying power above the floor, kill switch as intended, "
-            "a session today.",
-        )
-    ],
+    check_specs=preflight_checks.SPECS,
     description=(
-        "Pre-market go/no-go (same code as `trading-pipeline preflight`): one line per item, the reason "
-        "for each NO."
+        "Pre-market go/no-go (same code as `trading-pipeline preflight`): one line per item, the reason for each NO."
     ),
 )
 def preflight(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from trading_pipeline.automation.schedules import preflight_schedule, stop_loss_schedule, trading_day_schedule
+from trading_pipeline.automation.schedules import (
+    health_schedule,
+    preflight_schedule,
+    stop_loss_schedule,
+    trading_day_schedule,
+)
 from trading_pipeline.automation.sensors import (
     asset_check_alert_sensor,
     run_failure_alert_sensor,
@@ -11,7 +16,7 @@ from trading_pipeline.automation.sensors import (
     stop_trigger_sensor,
 )
 
-SCHEDULES = [stop_loss_schedule, trading_day_schedule, preflight_schedule]
+SCHEDULES = [stop_loss_schedule, trading_day_schedule, preflight_schedule, health_schedule]
 SENSORS = [
     stop_trigger_sensor,
     run_failure_alert_sensor,

@@ -8,7 +8,14 @@ import dagster as dg
 
 from trading_pipeline.automation.runs import in_flight_runs
 from trading_pipeline.domain.calendar import session_status
-from trading_pipeline.jobs import STOP_LOSS_JOB, TRADING_DAY_JOB, preflight_job, stop_loss_job, trading_day_job
+from trading_pipeline.jobs import (
+    STOP_LOSS_JOB,
+    TRADING_DAY_JOB,
+    health_job,
+    preflight_job,
+    stop_loss_job,
+    trading_day_job,
+)
 
 NEW_YORK = "America/New_York"
 NEW_YORK_TZ = ZoneInfo(NEW_YORK)
@@ -78,3 +85,15 @@ def preflight_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest |
     if not status.trading_day:
         return dg.SkipReason(f"no session: {status.reason}")
     return dg.RunRequest(run_key=f"preflight:{tick.astimezone(NEW_YORK_TZ).date().isoformat()}")
+
+
+@dg.schedule(
+    job=health_job,
+    cron_schedule="*/15 * * * *",
+    execution_timezone=NEW_YORK,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every 15 minutes, day and night: the health → outcomes → P&L report, with history in the UI.",
+)
+def health_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Health is reported around the clock: a daemon dying at night matters at the next open."""
+    return dg.RunRequest(run_key=f"health:{context.scheduled_execution_time.isoformat()}")

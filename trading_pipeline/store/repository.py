@@ -365,10 +365,11 @@ def get_order(db: Database, client_order_id: str) -> OrderFields | None:
 
 
 def count_orders_by_side(db: Database, *, since: datetime | None = None) -> dict[OrderSide, int]:
+    """Orders per side, by the broker's submission time when known (the market's clock), else when stored."""
     with db.transaction() as session:
         query = sa.select(Order.side, sa.func.count()).group_by(Order.side)
         if since is not None:
-            query = query.where(Order.created_at >= since)
+            query = query.where(sa.func.coalesce(Order.submitted_at, Order.created_at) >= since)
         counts = {side: 0 for side in OrderSide}
         counts.update({side: n for side, n in session.execute(query).all()})
         return counts
@@ -503,3 +504,29 @@ def quotes_of_runs(db: Database, run_ids: Sequence[str], symbols: Iterable[str])
             .order_by(QuoteRecord.quoted_at, QuoteRecord.id)
         ).all()
         return [(row.dagster_run_id or "", Quote(row.symbol, row.bid, row.ask, row.quoted_at)) for row in rows]
+
+
+def closed_trades_since(db: Database, since: datetime) -> list[TradeRecord]:
+    with db.transaction() as session:
+        rows = session.scalars(
+            sa.select(Trade)
+            .where(Trade.status == TradeStatus.CLOSED, Trade.closed_at >= since)
+            .order_by(Trade.closed_at)
+        )
+        return [_trade_record(row) for row in rows]
+
+
+def latest_quotes(db: Database, symbols: Iterable[str]) -> dict[str, Quote]:
+    """The most recent stored quote per symbol (what `status` marks open positions at, without a broker call)."""
+    wanted = sorted(set(symbols))
+    if not wanted:
+        return {}
+    with db.transaction() as session:
+        newest = (
+            sa.select(QuoteRecord.symbol, sa.func.max(QuoteRecord.id).label("id"))
+            .where(QuoteRecord.symbol.in_(wanted))
+            .group_by(QuoteRecord.symbol)
+            .subquery()
+        )
+        rows = session.scalars(sa.select(QuoteRecord).join(newest, QuoteRecord.id == newest.c.id)).all()
+        return {row.symbol: Quote(row.symbol, row.bid, row.ask, row.quoted_at) for row in rows}
