@@ -1,0 +1,182 @@
+"""PostgreSQL connections terminated (`pg_terminate_backend`) during a stop-loss run.
+
+Between transactions the pool's pre-ping replaces a dead connection and the run goes on; inside a transaction
+the run fails loudly, the transaction rolls back, and the next run finishes the close from where the protocol
+left it. Never a half-written trade.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+from trading_pipeline.domain.types import TradeStatus
+from trading_pipeline.jobs import STOP_LOSS_JOB
+from trading_pipeline.sim.server import SimBroker
+from trading_pipeline.steps.closes import run_stop_loss_sweep
+from trading_pipeline.store import repository as repo
+from trading_pipeline.store.database import Database
+from trading_pipeline_tests.conftest import _truncate_all
+from trading_pipeline_tests.pipeline_fixtures import pipeline_definitions, run_job, seed_positions
+from trading_pipeline_tests.reliability.invariants import nothing_lost_or_doubled
+from trading_pipeline_tests.sim_fixtures import make_broker, running_sim, tradable_symbols
+
+pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
+
+# Where a connection dies, recognised by the statement the run is about to send.
+KILL_POINTS = {
+    "claim": re.compile(r"^UPDATE trades SET status=.*close_trigger_price=", re.S),
+    "order_upsert": re.compile(r"^INSERT INTO orders ", re.S),
+    "record": re.compile(r"^UPDATE trades SET status=.*close_price=", re.S),
+}
+
+
+@pytest.fixture
+def sim() -> Iterator[SimBroker]:
+    with running_sim(realtime=False, n_symbols=200) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def url(postgres_server_url: str) -> str:
+    _truncate_all(postgres_server_url)
+    return postgres_server_url
+
+
+def libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def terminate(url: str, pid: int | None = None) -> int:
+    """pg_terminate_backend on one backend, or on every other backend of the test database."""
+    database = make_url(url).database
+    with psycopg.connect(libpq(url), autocommit=True) as admin:
+        if pid is not None:
+            return int(admin.execute("SELECT pg_terminate_backend(%s)::int", (pid,)).fetchone()[0])
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+        return len(rows)
+
+
+class KillOnce:
+    """An engine listener that terminates the connection about to run the first statement matching `point`."""
+
+    def __init__(self, url: str, point: str) -> None:
+        self.url = url
+        self.pattern = KILL_POINTS[point]
+        self.fired = False
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        if self.fired or not self.pattern.match(statement):
+            return
+        self.fired = True
+        terminate(self.url, conn.connection.dbapi_connection.info.backend_pid)
+
+
+def half_written(db: Database) -> list[str]:
+    """Trades whose close fields contradict their status."""
+    problems = []
+    for status in TradeStatus:
+        for trade in repo.trades_with_status(db, status):
+            closed_fields = trade.close_price is not None or trade.closed_at is not None
+            if (status is TradeStatus.CLOSED) != closed_fields:
+                problems.append(f"{trade.symbol} {status.value}: close_price {trade.close_price}")
+            if status is TradeStatus.CLOSING and trade.close_client_order_id is None:
+                problems.append(f"{trade.symbol} closing without a client_order_id")
+    return problems
+
+
+class KillingBroker:
+    """The real broker; before its first order it terminates every connection of the test database."""
+
+    def __init__(self, inner: Any, url: str) -> None:
+        self._inner = inner
+        self._url = url
+        self.terminated = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def submit_order(self, request: Any) -> Any:
+        if not self.terminated:
+            self.terminated = terminate(self._url)
+        return self._inner.submit_order(request)
+
+
+def test_connections_terminated_between_transactions_are_replaced(url: str, sim: SimBroker) -> None:
+    with Database(url) as db:
+        trades = seed_positions(db, sim, tradable_symbols(sim.market, 4), qty=3)
+        for trade in trades:
+            sim.market.gap(trade.symbol, -12)
+        broker = KillingBroker(make_broker(sim), url)
+        result = run_stop_loss_sweep(db, broker, run_id="survivor", now=sim.market.now)
+        assert broker.terminated >= 1  # the pool's idle connection really died mid-run
+        assert result.closed == 4 and not result.failures
+        assert nothing_lost_or_doubled(db, sim, must_be_closed=trades) == []
+
+
+@pytest.mark.parametrize("point", sorted(KILL_POINTS))
+def test_a_connection_killed_inside_a_transaction_fails_the_run_and_the_next_run_completes(
+    url: str, sim: SimBroker, point: str
+) -> None:
+    with Database(url) as db:
+        trades = seed_positions(db, sim, tradable_symbols(sim.market, 3), qty=3)
+        for trade in trades:
+            sim.market.gap(trade.symbol, -12)
+        kill = KillOnce(url, point)
+        event.listen(db.engine, "before_cursor_execute", kill)
+        try:
+            with pytest.raises(sa.exc.DBAPIError):
+                run_stop_loss_sweep(db, make_broker(sim), run_id="doomed", now=sim.market.now)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", kill)
+        assert kill.fired
+        assert half_written(db) == []
+        sells = [o for o in sim.market.book.orders.values() if o.side == "sell"]
+        counts = repo.count_trades_by_status(db)
+        if point == "claim":  # rolled back: still open, nothing sent
+            assert counts[TradeStatus.OPEN] == 3 and sells == []
+        else:  # claimed and sent; the record never committed
+            assert counts[TradeStatus.CLOSING] == 1 and len(sells) == 1
+            stored = repo.get_order(db, sells[0].client_order_id)
+            assert (stored is None) == (point == "order_upsert")
+
+        sim.market.advance(timedelta(minutes=2))
+        run_stop_loss_sweep(db, make_broker(sim), run_id="next", now=sim.market.now)
+        assert nothing_lost_or_doubled(db, sim, must_be_closed=trades) == []
+        assert half_written(db) == []
+
+
+def test_a_stop_loss_job_whose_connection_dies_fails_loudly_and_the_next_one_succeeds(url: str, sim: SimBroker) -> None:
+    with Database(url) as db:
+        trades = seed_positions(db, sim, tradable_symbols(sim.market, 3), qty=3)
+    for trade in trades:
+        sim.market.gap(trade.symbol, -12)
+    defs = pipeline_definitions(url, sim)
+    instance = dg.DagsterInstance.ephemeral()
+    kill = KillOnce(url, "record")
+    event.listen(sa.engine.Engine, "before_cursor_execute", kill)  # every engine, including the run's own
+    try:
+        doomed = run_job(defs, STOP_LOSS_JOB, instance=instance)
+    finally:
+        event.remove(sa.engine.Engine, "before_cursor_execute", kill)
+    assert kill.fired and not doomed.success
+    failure = next(e for e in doomed.all_events if e.is_step_failure)
+    assert failure.step_key == "closes" and "terminating connection" in str(failure.step_failure_data.error)
+
+    sim.market.advance(timedelta(minutes=2))
+    assert run_job(defs, STOP_LOSS_JOB, instance=instance).success
+    with Database(url) as db:
+        assert nothing_lost_or_doubled(db, sim, must_be_closed=trades) == []
+        assert half_written(db) == []
