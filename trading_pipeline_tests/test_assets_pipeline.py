@@ -144,7 +144,9 @@ def test_overlapping_sweeps_close_each_position_exactly_once(postgres_server_url
     for thread in threads:
         thread.join()
     assert sum(r.closed for r in results) == 40
-    assert sum(r.claim_lost for r in results) == 40  # each trade: one winner, one loser
+    # A sweep that read a trade as open after the other had claimed it loses the claim; one that started later
+    # never sees it. Either way: never a second close.
+    assert sum(r.claim_lost for r in results) <= 40
     sells = [o for o in broker_orders(sim) if o.side == "sell"]
     assert len(sells) == 40
     assert max(Counter(o.client_order_id for o in sells).values()) == 1
