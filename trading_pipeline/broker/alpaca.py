@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -220,7 +220,10 @@ class AlpacaBroker:
             raw = self._call(
                 "latest_quotes", lambda request=request: self._data.get_stock_latest_quote(request), attempts
             )
+            asked = set(chunk)
             for symbol, sdk_quote in raw.items():
+                if symbol not in asked:
+                    continue  # not requested: not ours to judge or store (a proxy's cache, a broker bug)
                 quote = _quote(symbol, sdk_quote)
                 if quote is None:
                     unusable.add(symbol)
@@ -532,11 +535,18 @@ def _sdk_order_request(request: OrderRequest) -> sdk_requests.OrderRequest:
 
 
 def _quote(symbol: str, sdk_quote: Any) -> Quote | None:
-    bid = _decimal(sdk_quote.bid_price)
-    ask = _decimal(sdk_quote.ask_price)
-    if bid is None or ask is None or bid <= 0 or ask <= 0:
+    """The quote, or None when it must not be used. One bad quote (NaN, 0, no timezone) makes its own symbol
+    missing; it must not fail the request for every other symbol (a NaN used to raise InvalidOperation here
+    and stop the whole sweep)."""
+    try:
+        bid = _decimal(sdk_quote.bid_price)
+        ask = _decimal(sdk_quote.ask_price)
+        timestamp = _utc(sdk_quote.timestamp)
+    except BrokerError:
+        return None
+    if bid is None or ask is None or not bid.is_finite() or not ask.is_finite() or bid <= 0 or ask <= 0:
         return None  # Alpaca sends 0 for a missing side; a 0 must never reach a stop-loss decision
-    return Quote(symbol=symbol, bid=bid, ask=ask, timestamp=_utc(sdk_quote.timestamp))
+    return Quote(symbol=symbol, bid=bid, ask=ask, timestamp=timestamp)
 
 
 def _bar(symbol: str, item: Any) -> Bar:
@@ -555,7 +565,10 @@ def _decimal(value: Any) -> Decimal | None:
     """Alpaca money arrives as strings (trading) or floats (data); via str() a float keeps its short form."""
     if value is None or value == "":
         return None
-    return Decimal(str(value))
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise BrokerError(f"broker sent {str(value)[:40]!r} where a number belongs") from None
 
 
 def _float(value: Decimal | None) -> float | None:
