@@ -292,9 +292,9 @@ class AlpacaBroker:
         a = self._call("account", self._trading.get_account)
         return Account(
             status=_value(a.status),
-            buying_power=_decimal(a.buying_power) or Decimal(0),
-            cash=_decimal(a.cash) or Decimal(0),
-            equity=_decimal(a.equity) or Decimal(0),
+            buying_power=_money(a.buying_power, "buying_power") or Decimal(0),
+            cash=_money(a.cash, "cash") or Decimal(0),
+            equity=_money(a.equity, "equity") or Decimal(0),
             trading_blocked=bool(a.trading_blocked),
             account_blocked=bool(a.account_blocked),
             currency=a.currency or "USD",
@@ -465,23 +465,32 @@ class AlpacaBroker:
 
 
 def to_broker_order(order: SdkOrder) -> BrokerOrder:
-    """An alpaca-py Order as the product's BrokerOrder; `raw` is JSON-safe (no UUID/datetime objects)."""
+    """An alpaca-py Order as the product's BrokerOrder; `raw` is JSON-safe (no UUID/datetime objects).
+
+    A fill is recorded as a close price: a "filled" order without a finite fill price above 0 is a BrokerError
+    (the close stays `closing` and is flagged), never a trade closed at NaN, 0 or a negative price."""
     order_type = order.type or order.order_type
+    filled_avg_price = _money(order.filled_avg_price, "filled_avg_price")
+    if _value(order.status) == "filled" and (filled_avg_price is None or filled_avg_price <= 0):
+        raise BrokerError(
+            f"order {order.client_order_id}: broker reports it filled without a usable fill price "
+            f"(filled_avg_price {order.filled_avg_price!r})"
+        )
     return BrokerOrder(
         id=str(order.id),
         client_order_id=order.client_order_id,
         symbol=order.symbol or "",
         side=OrderSide(_value(order.side)) if order.side is not None else OrderSide.BUY,
-        qty=_decimal(order.qty) or Decimal(0),
+        qty=_money(order.qty, "qty") or Decimal(0),
         type=OrderType(_value(order_type)) if order_type is not None else OrderType.MARKET,
         status=_value(order.status),
-        filled_qty=_decimal(order.filled_qty) or Decimal(0),
-        filled_avg_price=_decimal(order.filled_avg_price),
+        filled_qty=_money(order.filled_qty, "filled_qty") or Decimal(0),
+        filled_avg_price=filled_avg_price,
         submitted_at=_utc_or_none(order.submitted_at),
         filled_at=_utc_or_none(order.filled_at),
         order_class=OrderClass(_value(order.order_class) or "simple"),
-        limit_price=_decimal(order.limit_price),
-        stop_price=_decimal(order.stop_price),
+        limit_price=_money(order.limit_price, "limit_price"),
+        stop_price=_money(order.stop_price, "stop_price"),
         legs=tuple(to_broker_order(leg) for leg in order.legs or ()),
         raw=to_jsonable(order.model_dump(mode="json")),  # type: ignore[arg-type]
     )
@@ -561,14 +570,22 @@ def _bar(symbol: str, item: Any) -> Bar:
     )
 
 
-def _decimal(value: Any) -> Decimal | None:
+def _decimal(value: Any, field: str = "a number") -> Decimal | None:
     """Alpaca money arrives as strings (trading) or floats (data); via str() a float keeps its short form."""
     if value is None or value == "":
         return None
     try:
         return Decimal(str(value))
     except InvalidOperation:
-        raise BrokerError(f"broker sent {str(value)[:40]!r} where a number belongs") from None
+        raise BrokerError(f"broker sent {str(value)[:40]!r} as {field}, not a number") from None
+
+
+def _money(value: Any, field: str) -> Decimal | None:
+    """A finite amount or None: NaN/Infinity from the broker is an error, never a price or a quantity."""
+    amount = _decimal(value, field)
+    if amount is not None and not amount.is_finite():
+        raise BrokerError(f"broker sent {amount} as {field}")
+    return amount
 
 
 def _float(value: Decimal | None) -> float | None:
