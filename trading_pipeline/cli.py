@@ -296,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--date", help="trading day for outcomes and P&L, YYYY-MM-DD (default: today in New York)")
     status.set_defaults(handler=_status)
 
+    from trading_pipeline.reporting.cli_commands import register as register_reporting
+
+    register_reporting(commands)  # `report` and `backfill`
+
     for name, halted, text in (
         ("halt", True, "kill switch ON: no new entries (stop-losses keep running)"),
         ("resume", False, "kill switch OFF: entries allowed again"),

@@ -15,12 +15,14 @@ import dagster as dg
 from trading_pipeline.assets.closes import closes
 from trading_pipeline.assets.entries import entries
 from trading_pipeline.assets.health import health
+from trading_pipeline.assets.performance import performance
 from trading_pipeline.assets.positions import positions
 from trading_pipeline.assets.preflight import preflight
 from trading_pipeline.assets.quotes import quotes
 from trading_pipeline.assets.universe import universe
 from trading_pipeline.automation.registry import SCHEDULES, SENSORS
 from trading_pipeline.jobs import health_job, preflight_job, stop_loss_job, trading_day_job
+from trading_pipeline.jobs_performance import performance_job
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
@@ -78,8 +80,8 @@ def _secret(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
-ASSETS = [universe, quotes, positions, entries, closes, preflight, health]
-JOBS = [stop_loss_job, trading_day_job, preflight_job, health_job]
+ASSETS = [universe, quotes, positions, entries, closes, preflight, health, performance]
+JOBS = [stop_loss_job, trading_day_job, preflight_job, health_job, performance_job]
 
 
 def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:

@@ -148,3 +148,7 @@ def test_cli_json_without_an_instance(tmp_path, monkeypatch, capsys) -> None:
         "detail": "DAGSTER_HOME is not set: point it at the instance the daemon uses",
     }
     assert set(payload) == {"healthy", "day", "health", "warnings", "last_stop_loss_runs", "outcomes", "pnl"}
+
+
+def test_check_registry_matches_the_definitions() -> None:
+    assert set(ALL_SPECS) == set(defs.resolve_asset_graph().asset_check_keys)

@@ -6,7 +6,7 @@ import dagster as dg
 
 from trading_pipeline.assets.context import guarded_broker
 from trading_pipeline.assets.metadata import histogram_table, md, symbols_text
-from trading_pipeline.assets.partitions import daily_partitions
+from trading_pipeline.assets.trading_days import trading_day_partitions
 from trading_pipeline.checks import universe as universe_checks
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
@@ -18,7 +18,7 @@ class UniverseConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=daily_partitions,
+    partitions_def=trading_day_partitions,  # NYSE sessions only: a weekend has no universe to sample
     group_name="trading",
     check_specs=universe_checks.SPECS,
     kinds={"python", "sql"},

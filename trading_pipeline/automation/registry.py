@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from trading_pipeline.automation.schedules import (
     health_schedule,
+    performance_schedule,
     preflight_schedule,
     stop_loss_schedule,
     trading_day_schedule,
@@ -16,7 +17,7 @@ from trading_pipeline.automation.sensors import (
     stop_trigger_sensor,
 )
 
-SCHEDULES = [stop_loss_schedule, trading_day_schedule, preflight_schedule, health_schedule]
+SCHEDULES = [stop_loss_schedule, trading_day_schedule, preflight_schedule, health_schedule, performance_schedule]
 SENSORS = [
     stop_trigger_sensor,
     run_failure_alert_sensor,

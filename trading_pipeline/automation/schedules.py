@@ -16,6 +16,7 @@ from trading_pipeline.jobs import (
     stop_loss_job,
     trading_day_job,
 )
+from trading_pipeline.jobs_performance import performance_job
 
 NEW_YORK = "America/New_York"
 NEW_YORK_TZ = ZoneInfo(NEW_YORK)
@@ -97,3 +98,20 @@ def preflight_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest |
 def health_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Health is reported around the clock: a daemon dying at night matters at the next open."""
     return dg.RunRequest(run_key=f"health:{context.scheduled_execution_time.isoformat()}")
+
+
+@dg.schedule(
+    job=performance_job,
+    cron_schedule="15 16 * * 1-5",
+    execution_timezone=NEW_YORK,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="16:15 ET on sessions: the day's P&L, win rate and return vs SPY, with the equity chart.",
+)
+def performance_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """End-of-day performance — after the health and outcomes it depends on have had the whole session."""
+    tick = context.scheduled_execution_time
+    status = session_status(tick)
+    if not status.trading_day:
+        return dg.SkipReason(f"no session: {status.reason}")
+    day = tick.astimezone(NEW_YORK_TZ).date().isoformat()
+    return dg.RunRequest(run_key=f"performance:{day}", partition_key=day)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from trading_pipeline.assets.performance import CHECKS as PERFORMANCE_SPECS
 from trading_pipeline.checks import closes, positions, preflight, quotes, universe
 
 ALL_SPECS: dict[dg.AssetCheckKey, dg.AssetCheckSpec] = {
-    spec.key: spec for module in (universe, quotes, positions, closes, preflight) for spec in module.SPECS
+    spec.key: spec
+    for specs in (universe.SPECS, quotes.SPECS, positions.SPECS, closes.SPECS, preflight.SPECS, PERFORMANCE_SPECS)
+    for spec in specs
 }

@@ -20,6 +20,12 @@ class StrategyConfig(dg.ConfigurableResource):
     max_notional_per_position: float = 5000.0
     max_total_notional: float = 50000.0
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A bad config (negative stop, unknown strategy name) fails the run at its start, with the reason,
+        # instead of after the universe and quotes steps have written and queried the broker.
+        self.strategy()
+        self.limits()
+
     def strategy(self) -> EntryStrategy:
         return strategy_by_name(
             self.name,
