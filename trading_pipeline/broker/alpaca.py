@@ -334,6 +334,17 @@ class AlpacaBroker:
         orders = self._call("open_orders", lambda: self._trading.get_orders(request))
         return [to_broker_order(o) for o in orders]
 
+    def closed_orders(self, symbols: Iterable[str], after: datetime) -> list[BrokerOrder]:
+        """Orders for `symbols` that ended after `after`, with their legs (how a broker-side stop is found)."""
+        wanted = sorted(set(symbols))
+        if not wanted:
+            return []
+        request = sdk_requests.GetOrdersRequest(
+            status=QueryOrderStatus.CLOSED, limit=500, nested=True, symbols=wanted, after=after
+        )
+        orders = self._call("closed_orders", lambda: self._trading.get_orders(request))
+        return [to_broker_order(o) for o in orders]
+
     def cancel_order(self, order_id: str) -> None:
         """Cancel an open order. Canceling an already canceled order succeeds (a retried DELETE whose first
         attempt went through must not turn into an error); a filled order raises OrderRejected."""

@@ -23,6 +23,7 @@ from trading_pipeline.domain.exits import ExitDecision, InvalidQuote, decide_exi
 from trading_pipeline.domain.ids import client_order_id
 from trading_pipeline.domain.types import ExitReason, OrderAction, OrderSide, PositionSide, Quote
 from trading_pipeline.steps.orders import is_dead, order_fields
+from trading_pipeline.steps.protection import STOP_TYPES, cancel_protection
 from trading_pipeline.store import repository as repo
 from trading_pipeline.store.database import Database
 
@@ -115,8 +116,10 @@ def run_stop_loss_sweep(
     result.high_water_marks_raised = repo.update_high_water_marks(db, marks)
     result.exits_decided = len(exits)
 
+    # What the broker holds, once: never send a closing order for shares it does not hold (that opens a short).
+    held = held_quantities(broker) if exits else {}
     for trade, decision in exits:
-        close_position(db, broker, trade, decision, run_id=run_id, result=result, now=decision_time)
+        close_position(db, broker, trade, decision, run_id=run_id, result=result, now=decision_time, held=held)
     return result
 
 
@@ -133,8 +136,16 @@ def close_position(
     run_id: str | None,
     result: SweepResult,
     now: datetime,
+    held: dict[str, Decimal] | None = None,
 ) -> None:
     """Claim (tx) → submit (no tx) → record (tx) for one trade."""
+    wanted = signed_qty(trade)
+    if held is not None and not _holds(held.get(trade.symbol, Decimal(0)), wanted):
+        result.failures[trade.symbol] = (
+            f"broker holds {held.get(trade.symbol, 0)} {trade.symbol}, the trade needs {wanted}: no order sent "
+            "(closed outside this run?) — reconciliation and protection record what happened"
+        )
+        return
     cid = client_order_id(trade.id, OrderAction.CLOSE, trade.close_attempts)
     won = repo.claim_for_close(
         db,
@@ -149,6 +160,8 @@ def close_position(
         result.claim_lost += 1  # an overlapping run owns this close
         return
     result.claimed += 1
+    if trade.protected and _closed_by_its_legs(db, broker, trade, cid, result):
+        return
     request = OrderRequest(symbol=trade.symbol, side=closing_side(trade.side), qty=trade.qty, client_order_id=cid)
     try:
         order = broker.submit_order(request)
@@ -162,7 +175,48 @@ def close_position(
         result.failures[trade.symbol] = f"close submit unresolved, will reconcile by client_order_id: {exc}"
         return
     result.orders_submitted += 1
+    if held is not None:
+        held[trade.symbol] = held.get(trade.symbol, Decimal(0)) - wanted
     record_close_order(db, trade, order, result=result, reason=decision.reason)
+
+
+def signed_qty(trade: repo.TradeRecord) -> Decimal:
+    return trade.qty if trade.side is PositionSide.LONG else -trade.qty
+
+
+def held_quantities(broker: Broker) -> dict[str, Decimal]:
+    return {p.symbol: (p.qty if p.side is PositionSide.LONG else -p.qty) for p in broker.positions()}
+
+
+def _holds(have: Decimal, want: Decimal) -> bool:
+    return have >= want > 0 or have <= want < 0
+
+
+def _closed_by_its_legs(db: Database, broker: Broker, trade: repo.TradeRecord, cid: str, result: SweepResult) -> bool:
+    """Cancel a protected trade's legs before selling (Alpaca refuses shares held for open orders). If a leg
+    filled meanwhile, the broker already closed the position: record that close and send nothing."""
+    try:
+        filled = cancel_protection(broker, trade.symbol)
+    except BrokerError as exc:
+        repo.release_claim(db, trade.id, client_order_id=cid)
+        result.failures[trade.symbol] = f"could not cancel protective legs before closing: {exc}"
+        return True
+    if not filled:
+        return False
+    leg = filled[0]
+    reason = ExitReason.BROKER_STOP if leg.type in STOP_TYPES else ExitReason.TAKE_PROFIT
+    repo.upsert_order(db, order_fields(leg, trade.id))
+    if repo.record_close(
+        db,
+        trade.id,
+        client_order_id=cid,
+        close_price=leg.filled_avg_price,
+        closed_at=leg.filled_at or datetime.now(UTC),
+        reason=reason,
+    ):
+        result.closed += 1
+        result.closes_by_reason[reason.value] += 1
+    return True
 
 
 def record_close_order(

@@ -81,6 +81,9 @@ class Trade(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     close_client_order_id: Mapped[str | None] = mapped_column(sa.String(48), unique=True)
     close_attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    # Second line of defence: protective stop/take-profit orders live at the broker (bracket or OCO).
+    protected: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    protection_client_order_id: Mapped[str | None] = mapped_column(sa.String(48))
     closing_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     closing_run_id: Mapped[str | None] = mapped_column(sa.String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)

@@ -46,6 +46,8 @@ class TradeRecord:
     close_attempts: int
     closing_started_at: datetime | None
     closing_run_id: str | None
+    protected: bool = False
+    protection_client_order_id: str | None = None
 
     def position_view(self) -> PositionView:
         return PositionView(
@@ -82,6 +84,8 @@ class NewTrade:
     open_client_order_id: str | None = None
     decision_run_id: uuid.UUID | None = None
     status: TradeStatus = TradeStatus.OPEN
+    protected: bool = False
+    protection_client_order_id: str | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
@@ -125,6 +129,8 @@ def insert_trade(db: Database, new: NewTrade) -> TradeRecord:
             open_client_order_id=new.open_client_order_id,
             decision_run_id=new.decision_run_id,
             close_attempts=0,
+            protected=new.protected,
+            protection_client_order_id=new.protection_client_order_id,
         )
         session.add(row)
         session.flush()
@@ -223,6 +229,22 @@ def closes_by_reason(db: Database, *, since: datetime | None = None) -> dict[str
 def oldest_open_entry(db: Database) -> datetime | None:
     with db.transaction() as session:
         return session.scalar(sa.select(sa.func.min(Trade.entry_at)).where(Trade.status == TradeStatus.OPEN))
+
+
+def set_protection(db: Database, trade_id: uuid.UUID, client_order_id: str) -> None:
+    """Point the trade at its current protective order (bracket entry or re-created OCO)."""
+    with db.transaction() as session:
+        session.execute(
+            sa.update(Trade)
+            .where(Trade.id == trade_id)
+            .values(protected=True, protection_client_order_id=client_order_id, updated_at=utc_now())
+            .execution_options(synchronize_session=False)
+        )
+
+
+def order_client_ids_for_trade(db: Database, trade_id: uuid.UUID) -> list[str]:
+    with db.transaction() as session:
+        return list(session.scalars(sa.select(Order.client_order_id).where(Order.trade_id == trade_id)))
 
 
 def claim_for_close(
