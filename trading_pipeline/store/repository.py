@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from trading_pipeline.domain.exits import PositionView
+from trading_pipeline.domain.exits import InvalidLevels, PositionView, validate_levels
 from trading_pipeline.domain.types import ExitReason, OrderSide, PositionSide, Quote, TradeStatus
 from trading_pipeline.store.database import Database
 from trading_pipeline.store.models import DecisionRun, Order, QuoteRecord, Trade, UniverseSnapshot, utc_now
@@ -112,6 +112,8 @@ class OrderFields:
 
 
 def insert_trade(db: Database, new: NewTrade) -> TradeRecord:
+    """Store a new trade; InvalidLevels (nothing written) when its quantity or levels are unusable."""
+    _check_levels(new)
     with db.transaction() as session:
         row = Trade(
             id=new.id,
@@ -135,6 +137,27 @@ def insert_trade(db: Database, new: NewTrade) -> TradeRecord:
         session.add(row)
         session.flush()
         return _trade_record(row)
+
+
+def _check_levels(new: NewTrade) -> None:
+    """A long stored with its stop above its entry is "stopped out" by the very next sweep, and qty 0 is an
+    order the broker refuses at close time: refuse both before anything is written. Values that are not
+    Decimal are left to the column types, which refuse them with their own message."""
+    numbers = (new.qty, new.entry_price, new.stop_loss, new.take_profit, new.trailing_pct)
+    if not all(value is None or isinstance(value, Decimal) for value in numbers):
+        return
+    view = PositionView(
+        symbol=new.symbol,
+        side=new.side,
+        qty=new.qty,
+        entry_price=new.entry_price,
+        opened_at=new.entry_at,
+        stop_loss=new.stop_loss,
+        trailing_pct=new.trailing_pct,
+    )
+    validate_levels(view)  # qty, entry, stop (side included) and trailing; the take-profit's side is not judged here
+    if new.take_profit is not None and not (new.take_profit.is_finite() and new.take_profit > 0):
+        raise InvalidLevels(f"{new.symbol}: take_profit must be a price above 0, got {new.take_profit}")
 
 
 def get_trade(db: Database, trade_id: uuid.UUID) -> TradeRecord | None:
