@@ -191,8 +191,11 @@ def _decimal(payload: Mapping[str, Any], name: str, *, where: str = "") -> Decim
         raise invalid(f"invalid {label}: {raw!r}") from None
     if not value.is_finite():
         raise invalid(f"invalid {label}: {raw!r}")
-    # 10.0 (alpaca-py sends floats) is 10: keep messages and echoed quantities as Alpaca shows them.
-    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+    try:
+        # 10.0 (alpaca-py sends floats) is 10: keep messages and echoed quantities as Alpaca shows them.
+        return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+    except InvalidOperation:  # more digits than the context holds (e.g. "1e30"): a 422, not a 500
+        raise invalid(f"invalid {label}: {raw!r}") from None
 
 
 def _positive(value: Decimal | None, label: str) -> None:
