@@ -377,8 +377,15 @@ def admin_get_faults(sim: SimBroker, req: Request) -> Response:
     return Response(200, {"config": sim.faults.config.to_json(), "counters": sim.faults.counters()})
 
 
+def _object_body(req: Request) -> dict[str, Any]:
+    """The admin routes take a JSON object; anything else (true, 5, a list) is a 422, not a TypeError's 500."""
+    if req.body is not None and not isinstance(req.body, dict):
+        raise SimApiError(422, "request body must be a JSON object", CODE_INVALID_REQUEST)
+    return dict(req.body or {})
+
+
 def admin_set_faults(sim: SimBroker, req: Request) -> Response:
-    body = dict(req.body or {})
+    body = _object_body(req)
     try:
         if body.pop("clear", False):
             sim.faults.clear()
@@ -423,13 +430,13 @@ def admin_move_clock(sim: SimBroker, req: Request) -> Response:
             sim.market.advance(timedelta(seconds=float(body["advance_seconds"])))
         else:
             raise ValueError('send {"set": "<RFC 3339>"} or {"advance_seconds": N}')
-    except (ValueError, TypeError) as exc:
-        raise SimApiError(422, str(exc), CODE_INVALID_REQUEST) from None
+    except (ValueError, TypeError, ArithmeticError) as exc:  # ArithmeticError: an overflowing timedelta
+        raise SimApiError(422, str(exc) or type(exc).__name__, CODE_INVALID_REQUEST) from None
     return Response(200, _admin_clock_body(sim.market))
 
 
 def admin_scenario(sim: SimBroker, req: Request) -> Response:
-    body = dict(req.body or {})
+    body = _object_body(req)
     kind = body.pop("kind", None)
     symbol = body.pop("symbol", None)
     if not isinstance(kind, str) or not isinstance(symbol, str):
