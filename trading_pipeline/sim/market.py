@@ -139,6 +139,13 @@ class Market:
                 raise ValueError(
                     f"the simulated clock cannot go back from {self._now.isoformat()} to {target.isoformat()}"
                 )
+            if target > self.sessions.closes[-1]:
+                # Refuse at once: walking minute by minute to the calendar's end holds the lock (and every
+                # request) for tens of seconds, then fails with an IndexError (a 500 on /_sim/clock).
+                raise ValueError(
+                    f"{target.isoformat()} is beyond the simulated calendar "
+                    f"(its last session closes {self.sessions.closes[-1].isoformat()})"
+                )
             while True:
                 event = self._next_event_time()
                 if event > target:
