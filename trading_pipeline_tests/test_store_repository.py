@@ -247,3 +247,21 @@ def test_concurrent_claims_on_postgres_exactly_one_wins(postgres_server_url: str
             for row in claimed:
                 owner = dict(winners)[row.id]
                 assert row.closing_run_id == str(owner)
+
+
+def test_open_trades_are_read_in_pages_without_loss_or_repeat(db: Database) -> None:
+    from trading_pipeline.store.models import Trade as TradeRow
+
+    rows = [
+        {"id": uuid.uuid4(), "symbol": f"S{i % 700}", "side": PositionSide.LONG, "qty": Decimal(1),
+         "entry_price": Decimal(10), "entry_at": NOW + timedelta(seconds=i % 3), "status": TradeStatus.OPEN,
+         "close_attempts": 0, "created_at": NOW, "updated_at": NOW}
+        for i in range(2 * repo.READ_PAGE + 500)
+    ]
+    with db.transaction() as session:
+        session.execute(sa.insert(TradeRow), rows)
+    got = repo.open_trades(db)
+    assert len(got) == len(rows) and len({t.id for t in got}) == len(rows)
+    assert [(t.entry_at, t.id) for t in got] == sorted((t.entry_at, t.id) for t in got)
+    assert db.monitor.stats().transactions >= 3  # paged, one short transaction per page
+    assert len(repo.open_trades(db, ["S1", "S2"])) == len([r for r in rows if r["symbol"] in ("S1", "S2")])
