@@ -4,6 +4,7 @@
 from datetime import timedelta
 
 import dagster as dg
+from pydantic import Field
 
 from trading_pipeline.alerting import AlertDispatcher
 from trading_pipeline.resources.database import TradingDatabase
@@ -13,8 +14,9 @@ class AlertsResource(dg.ConfigurableResource):
     """Webhook URL and Slack token are secrets: configure them with EnvVar only."""
 
     database: dg.ResourceDependency[TradingDatabase]
-    webhook_url: str | None = None
-    slack_token: str | None = None
+    # repr=False: once resolved these hold the secrets themselves; a repr must not show them.
+    webhook_url: str | None = Field(default=None, repr=False)
+    slack_token: str | None = Field(default=None, repr=False)
     slack_channel: str | None = None
     dedupe_window_minutes: int = 30
     webhook_timeout_seconds: float = 5.0

@@ -4,7 +4,7 @@ local sim broker. Keys come from EnvVar only, so they never appear in run config
 from __future__ import annotations
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from trading_pipeline.broker.base import Broker, ConfigurationError
 from trading_pipeline.broker.factory import SIM_API_KEY, SIM_DEFAULT_URL, SIM_SECRET_KEY
@@ -14,8 +14,9 @@ class BrokerResource(dg.ConfigurableResource):
     """`kind`: `sim` (the local Alpaca-compatible paper broker) or `alpaca` (Alpaca's paper/live API)."""
 
     kind: str = "sim"
-    api_key: str = SIM_API_KEY
-    secret_key: str = SIM_SECRET_KEY
+    # repr=False: a resolved resource holds the key values; its repr (in a traceback, a debug print) must not.
+    api_key: str = Field(default=SIM_API_KEY, repr=False)
+    secret_key: str = Field(default=SIM_SECRET_KEY, repr=False)
     trading_url: str | None = None
     data_url: str | None = None
     paper: bool = True
