@@ -13,7 +13,8 @@ ambiguous, and the invariants are judged from the DB and the broker's book, neve
 counters:
 
 - every crossed position closed within `MAX_CLOSE_DELAY_RUNS` runs of the cross (a cross that healed while
-  every sweep in between failed or could not quote it is counted separately, not as lost);
+  every sweep in between failed or could not quote it is counted separately, not as lost; one that a sweep
+  judged and left open is lost);
 - exactly one filled broker order per close, no `client_order_id` twice, no short position at the broker;
 - every broker fill recorded in the DB and every DB close backed by a broker fill;
 - DB and broker positions reconcile, and no `closing` row is left.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -105,10 +107,14 @@ class SoakReport:
 
 @dataclass
 class _Crossing:
+    """One episode of a position beyond a level: from the first run that saw it there to its close, or to the
+    run that saw the price back inside its levels (a heal) while the trade was still open."""
+
     trade_id: str
     symbol: str
     run: int
     healed_at: int | None = None
+    closed_at: int | None = None
 
 
 def run_soak(
@@ -225,7 +231,8 @@ class _SoakDay:
         self.rng = rng
         self.target = target
         self.report = report
-        self.crossings: dict[str, _Crossing] = {}
+        self.crossings: list[_Crossing] = []
+        self.active: dict[str, _Crossing] = {}  # trade id → its episode in progress
         self.closed_at_run: dict[str, int] = {}
         self.judged: dict[int, set[str]] = {}  # run → symbols a sweep judged with a usable quote
         self._symbols = self._candidate_symbols()
@@ -289,7 +296,8 @@ class _SoakDay:
     def observe(self, number: int) -> None:
         """Before the run, from the true market: which positions are beyond a level right now."""
 
-        for trade in repo.open_trades(self.db) + repo.closing_trades(self.db):
+        # A `closing` trade is in the protocol's hands: its episode runs on until the close is recorded.
+        for trade in repo.open_trades(self.db):
             sim_quote = self.sim.market.quote(trade.symbol)
             if sim_quote is None:
                 continue
@@ -299,11 +307,13 @@ class _SoakDay:
             except InvalidQuote:
                 continue
             key = str(trade.id)
-            crossing = self.crossings.get(key)
-            if beyond and crossing is None:
-                self.crossings[key] = _Crossing(key, trade.symbol, number)
-            elif not beyond and crossing is not None and crossing.healed_at is None:
-                crossing.healed_at = number
+            active = self.active.get(key)
+            if beyond and active is None:
+                self.active[key] = episode = _Crossing(key, trade.symbol, number)
+                self.crossings.append(episode)
+            elif not beyond and active is not None:
+                active.healed_at = number
+                del self.active[key]
 
     # ---- one run ----
 
@@ -342,7 +352,12 @@ class _SoakDay:
             self.report.problems.append(f"run {number}: sweep failed: {type(exc).__name__}: {exc}")
         self.judged[number] = judged
         for trade in repo.trades_with_status(self.db, TradeStatus.CLOSED):
-            self.closed_at_run.setdefault(str(trade.id), number)
+            key = str(trade.id)
+            if key not in self.closed_at_run:
+                self.closed_at_run[key] = number
+                episode = self.active.pop(key, None)
+                if episode is not None:
+                    episode.closed_at = number
 
     # ---- the verdict ----
 
@@ -400,27 +415,28 @@ class _SoakDay:
             report.problems.append(f"short positions at the broker (a close sent twice): {shorts}")
 
         # Every crossed position closed within the allowed number of runs.
-        for key, crossing in self.crossings.items():
-            closed_run = self.closed_at_run.get(key)
-            if closed_run is not None:
-                delay = closed_run - crossing.run
-                report.close_delays[key] = delay
+        for episode in self.crossings:
+            if episode.closed_at is not None:
+                delay = episode.closed_at - episode.run
+                report.close_delays[episode.trade_id] = delay
                 report.max_close_delay_runs = max(report.max_close_delay_runs, delay)
                 if delay > MAX_CLOSE_DELAY_RUNS:
                     report.problems.append(
-                        f"{crossing.symbol}: closed {delay} runs after its cross at run {crossing.run}"
+                        f"{episode.symbol}: closed {delay} runs after its cross at run {episode.run}"
                     )
-                continue
-            healed = crossing.healed_at
-            missed = range(crossing.run, healed) if healed is not None else range(0)
-            if healed is not None and all(crossing.symbol not in self.judged.get(r, set()) for r in missed):
-                report.healed_before_close += 1  # no sweep could see it before the price came back
-                continue
-            report.lost += 1
-            report.problems.append(
-                f"{crossing.symbol}: crossed at run {crossing.run}, not closed by run {last_run}"
-                + (f" (price came back at run {healed})" if healed is not None else "")
-            )
+            elif episode.healed_at is not None:
+                seen = [r for r in range(episode.run, episode.healed_at) if episode.symbol in self.judged.get(r, set())]
+                if not seen:
+                    report.healed_before_close += 1  # every sweep in between failed: none could see the cross
+                    continue
+                report.lost += 1
+                report.problems.append(
+                    f"{episode.symbol}: beyond its level when run(s) {seen} judged it, not closed; the price came "
+                    f"back at run {episode.healed_at}"
+                )
+            else:
+                report.lost += 1
+                report.problems.append(f"{episode.symbol}: crossed at run {episode.run}, not closed by run {last_run}")
 
         # DB and broker agree, judged with the faults off.
         client = AlpacaBroker("soak-key", "soak-secret", trading_url=self.sim.url, data_url=self.sim.url)
@@ -508,3 +524,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.set_defaults(handler=_soak_command)
     return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m trading_pipeline.soak --minutes 60 …`: the same command before it is wired into the CLI."""
+    parser = argparse.ArgumentParser(prog="trading-pipeline")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["soak", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return int(args.handler(args))
+    except SettingsError as exc:
+        print(f"trading-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
