@@ -68,6 +68,7 @@ def _demo(args: argparse.Namespace) -> int:
         minutes=args.minutes,
         full_day=args.full_day,
         session_date=session_date,
+        protective_orders=not args.no_protective_orders,
     )
     report = Demo(options).run()
     print(render_report(report))
@@ -265,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--full-day", action="store_true", help="run the whole session (≈195 stop-loss runs)")
     demo.add_argument("--date", help="NYSE session to replay, YYYY-MM-DD (default: the last full session)")
     demo.add_argument("--seed", type=int, help="sim market seed (default TRADING_PIPELINE_SIM_SEED or 7)")
+    demo.add_argument(
+        "--no-protective-orders",
+        action="store_true",
+        help="plain market entries: only the pipeline's sweep protects positions (the first line of defence)",
+    )
     demo.set_defaults(handler=_demo)
 
     sim = commands.add_parser("sim-broker", help="serve the local Alpaca-compatible paper broker on 127.0.0.1")

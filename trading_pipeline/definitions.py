@@ -69,9 +69,7 @@ def sim_or_live_resources(
         "database": database,
         "broker": broker,
         "strategy": strategy or StrategyConfig(),
-        "alerts": AlertsResource(
-            database=database, webhook_url=alerts_webhook_url, slack_token=slack_token, slack_channel=slack_channel
-        ),
+        "alerts": AlertsResource(webhook_url=alerts_webhook_url, slack_token=slack_token, slack_channel=slack_channel),
     }
 
 

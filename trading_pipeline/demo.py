@@ -57,6 +57,7 @@ class DemoOptions:
     n_symbols: int = 3000
     sample_size: int = 300
     max_positions: int = 20
+    protective_orders: bool = True  # bracket entries: the broker holds each stop (second line of defence)
 
 
 @dataclass
@@ -176,7 +177,11 @@ class Demo:
 
     def resources(self, db_url: str, sim_url: str) -> dict[str, dg.ConfigurableResource]:
         strategy = StrategyConfig(
-            max_open_positions=self.options.max_positions, max_notional_per_position=4000.0, max_total_notional=90000.0
+            max_open_positions=self.options.max_positions,
+            max_notional_per_position=4000.0,
+            max_total_notional=90000.0,
+            protective_orders=self.options.protective_orders,
+            max_daily_loss=5000.0,
         )
         broker = BrokerResource(kind="sim", trading_url=sim_url, data_url=sim_url)
         return sim_or_live_resources(db_url, broker, strategy=strategy)
@@ -195,7 +200,7 @@ class Demo:
             f"{universe.get('universe_size', '?')} symbols → {entries.get('proposed', 0)} candidates → "
             f"{entries.get('opened', 0)} positions opened"
         )
-        self.outcomes.append(RunOutcome(0, datetime.now(UTC), result.success, entries, _failed_checks(result)))
+        self.outcomes.append(RunOutcome(0, self._sim.market.now, result.success, entries, _failed_checks(result)))
 
     def stop_loss_loop(
         self,
@@ -254,7 +259,7 @@ class Demo:
             number,
             self._sim.market.now,
             result.success,
-            _metadata(result, "closes"),
+            _run_metadata(result),
             _failed_checks(result),
             _error(result),
             trigger=trigger,
@@ -364,6 +369,14 @@ class Demo:
         trade = repo.get_trade(db, self.gap_trade)
         if trade is None or trade.closed_at is None:
             return "NOT CLOSED"
+        if trade.close_reason is ExitReason.BROKER_STOP:
+            recorder = next((o for o in self.outcomes if o.number and o.at >= self.gap_at), None)
+            seen = (
+                f"; recorded by the next run {(recorder.at - self.gap_at).total_seconds():.0f} s later"
+                if recorder
+                else ""
+            )
+            return f"0 s: the broker's own protective stop filled at the gap{seen} (reason broker_stop)"
         closer = next((o for o in self.outcomes if o.at >= trade.closed_at and int(o.metadata.get("closed", 0))), None)
         how = "stop-trigger sensor" if closer and closer.trigger else "2-minute schedule"
         run = f" + {closer.seconds:.1f} s run" if closer else ""
@@ -445,6 +458,15 @@ def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
     return {}
 
 
+def _run_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """A stop-loss run's numbers: the sweep's, plus the closes the broker's own orders made (recorded by
+    `positions`), so "closed" counts every close the run recorded."""
+    positions, closes = _metadata(result, "positions"), _metadata(result, "closes")
+    merged = {**positions, **closes}
+    merged["closed"] = int(closes.get("closed", 0)) + int(positions.get("closed_by_broker_orders", 0))
+    return merged
+
+
 def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
     failed = []
     for event in result.all_events:
@@ -467,4 +489,8 @@ def _error(result: dg.ExecuteInProcessResult) -> str:
 
 def _reasons_text(meta: dict[str, Any]) -> str:
     reasons = meta.get("closes_by_reason") or {}
-    return ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) if isinstance(reasons, dict) else str(reasons)
+    parts = [f"{k} {v}" for k, v in sorted(reasons.items())] if isinstance(reasons, dict) else [str(reasons)]
+    by_broker = int(meta.get("closed_by_broker_orders", 0))
+    if by_broker:
+        parts.append(f"{by_broker} by the broker's protective orders")
+    return ", ".join(parts)

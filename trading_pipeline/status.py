@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import dagster as dg
@@ -19,9 +18,10 @@ from dagster import RunsFilter
 from trading_pipeline.automation.registry import SCHEDULES, SENSORS
 from trading_pipeline.domain.calendar import NEW_YORK
 from trading_pipeline.domain.jsonsafe import to_jsonable
-from trading_pipeline.domain.types import OrderSide, PositionSide
+from trading_pipeline.domain.types import OrderSide
 from trading_pipeline.health import HealthItem, automation_states, daemon_health, stop_loss_freshness
 from trading_pipeline.jobs import STOP_LOSS_JOB
+from trading_pipeline.steps.pnl import pnl_since
 from trading_pipeline.store import alerts_repository as alerts_repo
 from trading_pipeline.store import repository as repo
 from trading_pipeline.store.database import Database
@@ -139,33 +139,13 @@ def _outcomes_and_pnl(db: Database, now: datetime, day: date, report: StatusRepo
         "open_positions": len(open_trades),
         "oldest_open_position_hours": round((now - oldest) / timedelta(hours=1), 1) if oldest else None,
     }
-    realized = sum(
-        (
-            _signed_pnl(t.side, t.entry_price, t.close_price, t.qty)
-            for t in repo.closed_trades_since(db, start)
-            if t.close_price is not None
-        ),
-        Decimal(0),
-    )
-    marks = repo.latest_quotes(db, {t.symbol for t in open_trades})
-    unrealized = Decimal(0)
-    unmarked = []
-    for trade in open_trades:
-        quote = marks.get(trade.symbol)
-        if quote is None:
-            unmarked.append(trade.symbol)
-            continue
-        unrealized += _signed_pnl(trade.side, trade.entry_price, quote.mid, trade.qty)
+    pnl = pnl_since(db, start)
     report.pnl = {
-        "realized_today": realized.quantize(Decimal("0.01")),
-        "unrealized": unrealized.quantize(Decimal("0.01")),
-        "marked_at": max((q.timestamp for q in marks.values()), default=None),
-        "unmarked_positions": unmarked,
+        "realized_today": pnl.realized,
+        "unrealized": pnl.unrealized,
+        "marked_at": pnl.marked_at,
+        "unmarked_positions": pnl.unmarked,
     }
-
-
-def _signed_pnl(side: PositionSide, entry: Decimal, exit_price: Decimal, qty: Decimal) -> Decimal:
-    return (exit_price - entry) * qty if side is PositionSide.LONG else (entry - exit_price) * qty
 
 
 def _grouped(items: list[HealthItem]) -> list[str]:

@@ -34,8 +34,9 @@ def instance(tmp_path):
 
 
 @pytest.fixture
-def alerts(database_url: str) -> AlertsResource:
-    return AlertsResource(database=TradingDatabase(url=database_url))
+def alerts(database_url: str) -> dict[str, object]:
+    """The resources the alerting sensors need: the alerts channels and the trading DB they record into."""
+    return {"alerts": AlertsResource(), "database": TradingDatabase(url=database_url)}
 
 
 def firing(db: Database) -> dict[str, alerts_repo.AlertView]:
@@ -87,9 +88,9 @@ def test_stop_trigger_does_not_stack_on_an_in_flight_run(instance, database_url:
 # -- stop-loss watchdog --------------------------------------------------------------------------------------
 
 
-def watchdog(instance, alerts: AlertsResource, monkeypatch, now: datetime = NOW) -> dg.SkipReason:
+def watchdog(instance, alerts: dict, monkeypatch, now: datetime = NOW) -> dg.SkipReason:
     monkeypatch.setattr(sensors, "utc_now", lambda: now.astimezone(UTC))
-    with dg.build_sensor_context(instance=instance, resources={"alerts": alerts}) as context:
+    with dg.build_sensor_context(instance=instance, resources=alerts) as context:
         return sensors.stop_loss_watchdog_sensor(context)
 
 
@@ -163,10 +164,10 @@ def toy(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     )
 
 
-def check_sensor(instance, alerts: AlertsResource, cursor: str | None) -> tuple[dg.SkipReason, str | None]:
-    toy_defs = dg.Definitions(assets=[toy], sensors=[sensors.asset_check_alert_sensor], resources={"alerts": alerts})
+def check_sensor(instance, alerts: dict, cursor: str | None) -> tuple[dg.SkipReason, str | None]:
+    toy_defs = dg.Definitions(assets=[toy], sensors=[sensors.asset_check_alert_sensor], resources=alerts)
     with dg.build_sensor_context(
-        instance=instance, cursor=cursor, repository_def=toy_defs.get_repository_def(), resources={"alerts": alerts}
+        instance=instance, cursor=cursor, repository_def=toy_defs.get_repository_def(), resources=alerts
     ) as context:
         result = sensors.asset_check_alert_sensor(context)
         return result, context.cursor
@@ -209,7 +210,7 @@ def test_run_failure_is_alerted_with_the_error(instance, alerts, db: Database) -
         dagster_event=failure,
         dagster_instance=instance,
         dagster_run=result.dagster_run,
-        resources={"alerts": alerts},
+        resources=alerts,
     ) as context:
         sensors.run_failure_alert_sensor(context.for_run_failure())
     alert = firing(db)["run_failure:doomed"]
@@ -271,9 +272,10 @@ def test_failing_webhook_is_recorded_and_never_raises(receiver, db: Database, ca
 
 
 def test_a_failing_webhook_does_not_fail_the_sensor(instance, database_url: str, db: Database, monkeypatch) -> None:
-    broken = AlertsResource(
-        database=TradingDatabase(url=database_url), webhook_url="http://127.0.0.1:1/x", webhook_timeout_seconds=0.5
-    )
+    broken = {
+        "alerts": AlertsResource(webhook_url="http://127.0.0.1:1/x", webhook_timeout_seconds=0.5),
+        "database": TradingDatabase(url=database_url),
+    }
     monkeypatch.setattr("trading_pipeline.alerting.time.sleep", lambda s: None)
     craft_run(instance, defs, DagsterRunStatus.SUCCESS, NOW - timedelta(minutes=11), NOW - timedelta(minutes=10))
     result = watchdog(instance, broken, monkeypatch)
@@ -298,7 +300,7 @@ def test_every_product_check_failure_reaches_the_alert_sensor(instance, alerts, 
                 severity=dg.AssetCheckSeverity.WARN,
             )
         )
-    with dg.build_sensor_context(instance=instance, repository_def=repository, resources={"alerts": alerts}) as ctx:
+    with dg.build_sensor_context(instance=instance, repository_def=repository, resources=alerts) as ctx:
         result = sensors.asset_check_alert_sensor(ctx)
     assert f"alerted {len(keys)} failed checks" in result.skip_message
     alerted = firing(db)

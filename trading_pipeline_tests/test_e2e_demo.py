@@ -6,6 +6,7 @@ import io
 from datetime import date
 
 import dagster as dg
+import pytest
 
 from trading_pipeline.demo import Demo, DemoOptions, render_report
 from trading_pipeline.domain.types import OrderSide, TradeStatus
@@ -13,19 +14,30 @@ from trading_pipeline.store import repository as repo
 from trading_pipeline.store.database import Database
 
 
-def test_demo_small_session(tmp_path) -> None:
+@pytest.mark.parametrize("protective", [False, True], ids=["sweep-only", "broker-protected"])
+def test_demo_small_session(tmp_path, protective: bool) -> None:
     out = io.StringIO()
     options = DemoOptions(
-        data_dir=tmp_path, minutes=24, session_date=date(2026, 11, 24), n_symbols=600, sample_size=150, max_positions=8
+        protective_orders=protective,
+        data_dir=tmp_path,
+        minutes=24,
+        session_date=date(2026, 11, 24),
+        n_symbols=600,
+        sample_size=150,
+        max_positions=8,
     )
     report = Demo(options, out=out).run()
     text = render_report(report)
     assert report.healthy, text
     assert report.runs_failed == 0 and report.runs_succeeded == 1 + 12 + report.trigger_runs
     assert report.trigger_runs >= 2  # the gap and the jump are caught by the sensor before the schedule
-    assert "via the stop-trigger sensor" in report.reaction and report.reaction.startswith("20 s")
-    assert report.closes_by_reason.get("stop_loss", 0) >= 1, text  # the scripted gap-down
-    assert report.closes_by_reason.get("take_profit", 0) >= 1, text  # the scripted jump
+    if protective:
+        assert report.reaction.startswith("0 s: the broker's own protective stop") and "20 s later" in report.reaction
+    else:
+        assert "via the stop-trigger sensor" in report.reaction and report.reaction.startswith("20 s")
+    # The scripted gap-down and jump: closed by the sweep, or by the broker's own orders when protected.
+    assert report.closes_by_reason.get("broker_stop" if protective else "stop_loss", 0) >= 1, text
+    assert report.closes_by_reason.get("take_profit", 0) >= 1, text
     assert report.checkouts_during_broker_calls == 0 and report.beyond_stop == []
     assert "12/12" in out.getvalue() and "scripted" in out.getvalue()
 

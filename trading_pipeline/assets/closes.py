@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 from dagster import DagsterRunStatus, RunsFilter
 
-from trading_pipeline.assets.context import guarded_broker, trading_date
+from trading_pipeline.assets.context import alert_daily_loss, day_start, guarded_broker, trading_date
 from trading_pipeline.assets.metadata import db_stats_metadata, json_value, markdown_table, md, reasons_table
 from trading_pipeline.checks import closes as closes_checks
 from trading_pipeline.checks.limits import STOP_LOSS_RUNS_CONSIDERED
@@ -15,9 +15,12 @@ from trading_pipeline.domain.exits import InvalidQuote, decide_exit
 from trading_pipeline.domain.types import ExitReason, OrderSide
 from trading_pipeline.health import stop_loss_freshness
 from trading_pipeline.jobs import STOP_LOSS_JOB
+from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
+from trading_pipeline.resources.strategy import StrategyConfig
 from trading_pipeline.steps.closes import run_stop_loss_sweep
+from trading_pipeline.steps.entries import enforce_daily_loss
 from trading_pipeline.store import repository as repo
 from trading_pipeline.store.database import Database
 
@@ -41,7 +44,12 @@ class ClosesConfig(dg.Config):
     ),
 )
 def closes(
-    context: dg.AssetExecutionContext, config: ClosesConfig, database: TradingDatabase, broker: BrokerResource
+    context: dg.AssetExecutionContext,
+    config: ClosesConfig,
+    database: TradingDatabase,
+    broker: BrokerResource,
+    strategy: StrategyConfig,
+    alerts: AlertsResource,
 ) -> dg.MaterializeResult:
     db = database.db
     run_id = context.run.run_id
@@ -54,14 +62,19 @@ def closes(
         now=clock.timestamp,
         max_quote_age=timedelta(seconds=config.max_quote_age_seconds) if clock.is_open else None,
         prefetched=repo.quotes_for_run(db, run_id),
+        max_age_trading_days=strategy.max_age_trading_days,
     )
+    day = trading_date(clock)
+    breached, pnl_today = enforce_daily_loss(db, strategy.limits(), day_start(day, clock.timestamp))
+    if breached:
+        alert_daily_loss(alerts, database, context, f"today's P&L {pnl_today:,.2f}")
     flagged = result.flagged_positions
     if flagged:
         context.log.error(f"closes: {len(flagged)} positions could not be judged: {flagged}")
     if result.failures:
         context.log.error(f"closes: failures: {result.failures}")
     beyond = positions_beyond_stop(db, run_id)
-    outcome_checks = outcome_check_results(context.instance, db, now=clock.timestamp, day=trading_date(clock))
+    outcome_checks = outcome_check_results(context.instance, db, now=clock.timestamp, day=day)
     stats = db.monitor.stats()
     return dg.MaterializeResult(
         metadata={
@@ -83,6 +96,8 @@ def closes(
             "failures": md(reasons_table(result.failures)),
             "closed_positions": md(markdown_table(result.closed_trades)),
             "market_open": clock.is_open,
+            "pnl_today": float(pnl_today),
+            "daily_loss_breached": breached,
             **db_stats_metadata(stats),
         },
         check_results=[

@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from trading_pipeline.assets.context import guarded_broker, trading_date
+from trading_pipeline.assets.context import alert_daily_loss, day_start, guarded_broker, trading_date
 from trading_pipeline.assets.metadata import db_stats_metadata, markdown_table, md, reasons_table
+from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.resources.strategy import StrategyConfig
@@ -21,19 +22,28 @@ from trading_pipeline.steps.entries import open_entries
     ),
 )
 def entries(
-    context: dg.AssetExecutionContext, database: TradingDatabase, broker: BrokerResource, strategy: StrategyConfig
+    context: dg.AssetExecutionContext,
+    database: TradingDatabase,
+    broker: BrokerResource,
+    strategy: StrategyConfig,
+    alerts: AlertsResource,
 ) -> dg.MaterializeResult:
     client = guarded_broker(broker, database)
     clock = client.clock()
+    day = trading_date(clock)
     result = open_entries(
         database.db,
         client,
         strategy=strategy.strategy(),
         limits=strategy.limits(),
-        trading_date=trading_date(clock),
+        trading_date=day,
         run_id=context.run.run_id,
         now=clock.timestamp,
+        protective_orders=strategy.protective_orders,
+        day_start=day_start(day, clock.timestamp),
     )
+    if result.halted_by_daily_loss:
+        alert_daily_loss(alerts, database, context, result.skipped_reason or "daily loss limit breached")
     if result.skipped_reason:
         context.log.warning(f"entries: no orders — {result.skipped_reason}")
     return dg.MaterializeResult(

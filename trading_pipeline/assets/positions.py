@@ -5,12 +5,13 @@ from datetime import timedelta
 import dagster as dg
 
 from trading_pipeline.assets.context import guarded_broker, trading_date
-from trading_pipeline.assets.metadata import md, reasons_table
+from trading_pipeline.assets.metadata import markdown_table, md, reasons_table
 from trading_pipeline.automation.runs import recent_runs
 from trading_pipeline.checks import positions as positions_checks
 from trading_pipeline.jobs import STOP_LOSS_JOB
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
+from trading_pipeline.steps.protection import protect_positions
 from trading_pipeline.steps.reconcile import reconcile_positions
 from trading_pipeline.store import repository as repo
 
@@ -29,6 +30,9 @@ def positions(
     db = database.db
     client = guarded_broker(broker, database)
     clock = client.clock()
+    # Second line of defence first: record what the broker's own stops closed, re-arm missing legs, cancel
+    # orphans — so the reconciliation below compares the DB with the broker as it really is now.
+    protection = protect_positions(db, client, now=clock.timestamp)
     result = reconcile_positions(db, client, now=clock.timestamp)
     mismatches = {**result.missing_at_broker, **result.extra_at_broker, **result.qty_mismatch}
     if mismatches:
@@ -49,9 +53,18 @@ def positions(
             "pending_entries_waiting": result.pending_waiting,
             "mismatches": md(reasons_table(mismatches)),
             "failures": md(reasons_table(result.failures)),
+            "protected_positions": protection.protected_positions,
+            "protection_verified": protection.verified,
+            "protection_recreated": len(protection.recreated),
+            "closed_by_broker_orders": len(protection.broker_closes),
+            "broker_closes": md(markdown_table(protection.broker_closes)),
+            "orphan_orders_cancelled": len(protection.orphans_cancelled),
         },
         check_results=[
             positions_checks.reconciliation_clean(mismatches, result.matched),
+            positions_checks.protective_orders_live(
+                protection.protected_positions, {**protection.unprotected, **protection.failures}, protection.recreated
+            ),
             positions_checks.oldest_open_position_age(open_trades, today=trading_date(clock)),
             positions_checks.no_stale_closing_rows(repo.closing_trades(db), run_starts=run_starts),
         ],

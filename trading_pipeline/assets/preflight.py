@@ -31,7 +31,7 @@ def preflight(
         db=database.db,
         broker_factory=broker.client,
     )
-    dispatcher = alerts.dispatcher(context.log)
+    dispatcher = alerts.dispatcher(database.db, context.log)
     if report.go:
         dispatcher.resolve("preflight", "pre-flight GO")
     else:

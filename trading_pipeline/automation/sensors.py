@@ -88,7 +88,9 @@ def stop_trigger_sensor(
     default_status=RUNNING,
     description="Alerts on the failure of any run of any job in this code location, with the error.",
 )
-def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
+def run_failure_alert_sensor(
+    context: dg.RunFailureSensorContext, alerts: AlertsResource, database: TradingDatabase
+) -> None:
     run = context.dagster_run
     error = context.failure_event.message or "run failed"
     step_errors = [
@@ -96,7 +98,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
         for event in context.get_step_failure_events()
         if event.step_failure_data and event.step_failure_data.error
     ]
-    alerts.dispatcher(context.log).fire(
+    alerts.dispatcher(database.db, context.log).fire(
         key=f"run_failure:{run.job_name}",
         title=f"{run.job_name} run failed",
         message="; ".join(step_errors) or error,
@@ -111,9 +113,13 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
     default_status=RUNNING,
     description="When a job succeeds again after a failure alert, announces the recovery.",
 )
-def run_success_recovery_sensor(context: dg.RunStatusSensorContext, alerts: AlertsResource) -> None:
+def run_success_recovery_sensor(
+    context: dg.RunStatusSensorContext, alerts: AlertsResource, database: TradingDatabase
+) -> None:
     run = context.dagster_run
-    alerts.dispatcher(context.log).resolve(f"run_failure:{run.job_name}", f"{run.job_name} run {run.run_id} succeeded")
+    alerts.dispatcher(database.db, context.log).resolve(
+        f"run_failure:{run.job_name}", f"{run.job_name} run {run.run_id} succeeded"
+    )
 
 
 @dg.sensor(
@@ -125,10 +131,12 @@ def run_success_recovery_sensor(context: dg.RunStatusSensorContext, alerts: Aler
         "without this sensor every other failed check would be seen by nobody."
     ),
 )
-def asset_check_alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource) -> dg.SkipReason:
+def asset_check_alert_sensor(
+    context: dg.SensorEvaluationContext, alerts: AlertsResource, database: TradingDatabase
+) -> dg.SkipReason:
     cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
     asset_graph = context.repository_def.asset_graph
-    dispatcher = alerts.dispatcher(context.log)
+    dispatcher = alerts.dispatcher(database.db, context.log)
     fired, recovered = [], []
     for check_key in sorted(asset_graph.asset_check_keys, key=lambda k: k.to_user_string()):
         name = check_key.to_user_string()
@@ -171,10 +179,12 @@ def asset_check_alert_sensor(context: dg.SensorEvaluationContext, alerts: Alerts
         "are failing, not being launched (schedule stopped) or stuck in the queue. Recovers when runs succeed again."
     ),
 )
-def stop_loss_watchdog_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource) -> dg.SkipReason:
+def stop_loss_watchdog_sensor(
+    context: dg.SensorEvaluationContext, alerts: AlertsResource, database: TradingDatabase
+) -> dg.SkipReason:
     now = utc_now()
     diagnosis = stop_loss_freshness(context.instance, now=now, stale_after=DEFAULT_STOP_LOSS_STALE_AFTER)
-    dispatcher = alerts.dispatcher(context.log)
+    dispatcher = alerts.dispatcher(database.db, context.log)
     if diagnosis.ok:
         dispatcher.resolve("watchdog:stop_loss", diagnosis.detail)
         if diagnosis.case == "market_closed":

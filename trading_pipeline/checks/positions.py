@@ -37,6 +37,28 @@ SPECS = [
 ]
 
 
+PROTECTION_SPEC = dg.AssetCheckSpec(
+    "protective_orders_live",
+    asset="positions",
+    description=(
+        "Every position opened with protective orders still has its stop (and take-profit) live at the broker "
+        "at the right prices — the defence that works while the pipeline is down."
+    ),
+)
+SPECS.append(PROTECTION_SPEC)
+
+
+def protective_orders_live(protected: int, unprotected: Mapping[str, str], recreated: list[str]) -> dg.AssetCheckResult:
+    return result(
+        "protective_orders_live",
+        not unprotected,
+        f"{protected - len(unprotected)} of {protected} protected positions have live legs; "
+        f"{len(recreated)} re-created this run",
+        numbers={"protected": protected, "unprotected": len(unprotected), "recreated": len(recreated)},
+        problems=dict(unprotected),
+    )
+
+
 def reconciliation_clean(mismatches: Mapping[str, str], matched: int) -> dg.AssetCheckResult:
     return result(
         "reconciliation_clean",

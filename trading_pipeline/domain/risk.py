@@ -15,8 +15,11 @@ class RiskLimits:
     max_open_positions: int = 10
     max_notional_per_position: Decimal = Decimal("5000")
     max_total_notional: Decimal = Decimal("50000")
+    max_daily_loss: Decimal | None = None  # realized + unrealized loss today that halts trading
 
     def __post_init__(self) -> None:
+        if self.max_daily_loss is not None and not (self.max_daily_loss.is_finite() and self.max_daily_loss > 0):
+            raise ValueError(f"max_daily_loss must be a positive amount, got {self.max_daily_loss}")
         if self.max_open_positions < 0:
             raise ValueError(f"max_open_positions must be 0 or more, got {self.max_open_positions}")
         for name in ("max_notional_per_position", "max_total_notional"):
@@ -72,3 +75,8 @@ def size_entries(
         budget -= sized.notional
         held.add(intent.symbol)
     return Sizing(entries, dropped)
+
+
+def daily_loss_breached(pnl_today: Decimal, limits: RiskLimits) -> bool:
+    """True when today's P&L is a loss of at least `max_daily_loss` (never when no limit is set)."""
+    return limits.max_daily_loss is not None and pnl_today <= -limits.max_daily_loss

@@ -40,6 +40,7 @@ class EntryIntent:
     stop_loss: Decimal
     take_profit: Decimal
     score: Decimal
+    trailing_pct: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +71,11 @@ class MomentumStrategy:
     min_price: Decimal = Decimal("5")
     stop_loss_pct: Decimal = Decimal("3")
     take_profit_pct: Decimal = Decimal("6")
+    trailing_stop_pct: Decimal | None = None  # if set, also exit when the bid falls this far below its high
 
     def __post_init__(self) -> None:
+        if self.trailing_stop_pct is not None and not 0 < self.trailing_stop_pct < 100:
+            raise ValueError(f"trailing_stop_pct must be between 0 and 100, got {self.trailing_stop_pct}")
         if not 0 < self.stop_loss_pct < 100:
             raise ValueError(f"stop_loss_pct must be between 0 and 100, got {self.stop_loss_pct}")
         if self.take_profit_pct <= 0:
@@ -97,6 +101,7 @@ class MomentumStrategy:
                 stop_loss=price_level(ask, self.stop_loss_pct, up=False),
                 take_profit=price_level(ask, self.take_profit_pct, up=True),
                 score=score,
+                trailing_pct=self.trailing_stop_pct,
             )
             validate_levels(
                 PositionView(

@@ -1,19 +1,20 @@
 """The one `alerts` resource every sensor and job delivers through (log + table, webhook, Slack)."""
 
-
 from datetime import timedelta
 
 import dagster as dg
 from pydantic import Field
 
 from trading_pipeline.alerting import AlertDispatcher
-from trading_pipeline.resources.database import TradingDatabase
+from trading_pipeline.store.database import Database
 
 
 class AlertsResource(dg.ConfigurableResource):
-    """Webhook URL and Slack token are secrets: configure them with EnvVar only."""
+    """Webhook URL and Slack token are secrets: configure them with EnvVar only.
 
-    database: dg.ResourceDependency[TradingDatabase]
+    It does not hold a database of its own: callers pass the run's (the `database` resource), so a run has
+    exactly one engine — a nested resource would be initialized a second time, with a second pool."""
+
     # repr=False: once resolved these hold the secrets themselves; a repr must not show them.
     webhook_url: str | None = Field(default=None, repr=False)
     slack_token: str | None = Field(default=None, repr=False)
@@ -21,9 +22,9 @@ class AlertsResource(dg.ConfigurableResource):
     dedupe_window_minutes: int = 30
     webhook_timeout_seconds: float = 5.0
 
-    def dispatcher(self, logger: object | None = None) -> AlertDispatcher:
+    def dispatcher(self, db: Database | None, logger: object | None = None) -> AlertDispatcher:
         return AlertDispatcher(
-            self.database.db,
+            db,
             webhook_url=self.webhook_url,
             slack_token=self.slack_token,
             slack_channel=self.slack_channel,

@@ -19,18 +19,25 @@ class StrategyConfig(dg.ConfigurableResource):
     max_open_positions: int = 10
     max_notional_per_position: float = 5000.0
     max_total_notional: float = 50000.0
+    max_daily_loss: float | None = None  # today's loss that halts trading (kill switch) and alerts
+    trailing_stop_pct: float | None = None
+    max_age_trading_days: int | None = None  # close positions held this many sessions
+    protective_orders: bool = False  # bracket entries: the broker itself holds each stop and take-profit
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # A bad config (negative stop, unknown strategy name) fails the run at its start, with the reason,
         # instead of after the universe and quotes steps have written and queried the broker.
         self.strategy()
         self.limits()
+        if self.max_age_trading_days is not None and self.max_age_trading_days < 1:
+            raise ValueError(f"max_age_trading_days must be at least 1, got {self.max_age_trading_days}")
 
     def strategy(self) -> EntryStrategy:
         return strategy_by_name(
             self.name,
             stop_loss_pct=Decimal(str(self.stop_loss_pct)),
             take_profit_pct=Decimal(str(self.take_profit_pct)),
+            trailing_stop_pct=_decimal(self.trailing_stop_pct),
         )
 
     def limits(self) -> RiskLimits:
@@ -38,4 +45,9 @@ class StrategyConfig(dg.ConfigurableResource):
             max_open_positions=self.max_open_positions,
             max_notional_per_position=Decimal(str(self.max_notional_per_position)),
             max_total_notional=Decimal(str(self.max_total_notional)),
+            max_daily_loss=_decimal(self.max_daily_loss),
         )
+
+
+def _decimal(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from trading_pipeline.broker.base import Broker, BrokerError, BrokerOrder, OrderRejected, OrderRequest
+from trading_pipeline.domain.calendar import NEW_YORK, trading_days_between
 from trading_pipeline.domain.exits import ExitDecision, InvalidQuote, decide_exit, next_high_water_mark
 from trading_pipeline.domain.ids import client_order_id
 from trading_pipeline.domain.types import ExitReason, OrderAction, OrderSide, PositionSide, Quote
@@ -72,9 +73,11 @@ def run_stop_loss_sweep(
     max_quote_age: timedelta | None = None,
     leftover_grace: timedelta = LEFTOVER_GRACE,
     prefetched: Mapping[str, Quote] | None = None,
+    max_age_trading_days: int | None = None,
 ) -> SweepResult:
     """One sweep. `prefetched`: quotes this run already fetched (the `quotes` asset); only symbols not in
-    it are requested, so a stop-loss run asks the broker for each symbol once."""
+    it are requested, so a stop-loss run asks the broker for each symbol once. `max_age_trading_days`:
+    close positions held that many NYSE sessions (None: no age limit)."""
     result = SweepResult()
     resolve_leftover_closes(db, broker, result, now=now, grace=leftover_grace)
 
@@ -103,7 +106,14 @@ def run_stop_loss_sweep(
         if quote is None:
             continue
         try:
-            decision = decide_exit(trade.position_view(), quote, now=decision_time, max_quote_age=max_quote_age)
+            decision = decide_exit(
+                trade.position_view(),
+                quote,
+                now=decision_time,
+                max_quote_age=max_quote_age,
+                trading_days_held=_sessions_held(trade, decision_time) if max_age_trading_days else None,
+                max_age_trading_days=max_age_trading_days,
+            )
         except InvalidQuote as exc:
             result.unusable_quotes[trade.symbol] = exc.problem
             continue
@@ -178,6 +188,10 @@ def close_position(
     if held is not None:
         held[trade.symbol] = held.get(trade.symbol, Decimal(0)) - wanted
     record_close_order(db, trade, order, result=result, reason=decision.reason)
+
+
+def _sessions_held(trade: repo.TradeRecord, now: datetime) -> int:
+    return trading_days_between(trade.entry_at.astimezone(NEW_YORK).date(), now.astimezone(NEW_YORK).date())
 
 
 def signed_qty(trade: repo.TradeRecord) -> Decimal:

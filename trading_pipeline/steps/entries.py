@@ -2,7 +2,8 @@
 
 Order of operations per entry: insert the trade as `pending_open` with its client_order_id (tx) →
 submit (no tx) → record the fill (tx). A crash after the POST leaves a pending row that the positions
-step resolves by client_order_id — never an untracked position at the broker.
+step resolves by client_order_id — never an untracked position at the broker. With protective orders on,
+the entry is a bracket order: the broker itself holds the stop and the take-profit from the moment it fills.
 """
 
 from __future__ import annotations
@@ -13,17 +14,27 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from trading_pipeline.broker.base import Broker, BrokerError, BrokerOrder, OrderRejected, OrderRequest
+from trading_pipeline.broker.base import (
+    Broker,
+    BrokerError,
+    BrokerOrder,
+    OrderClass,
+    OrderRejected,
+    OrderRequest,
+    TimeInForce,
+)
 from trading_pipeline.domain.ids import client_order_id
-from trading_pipeline.domain.risk import RiskLimits, SizedEntry, size_entries
+from trading_pipeline.domain.risk import RiskLimits, SizedEntry, daily_loss_breached, size_entries
 from trading_pipeline.domain.strategy import Candidate, EntryStrategy
 from trading_pipeline.domain.types import OrderAction, OrderSide, TradeStatus
 from trading_pipeline.steps.orders import is_dead, order_fields
+from trading_pipeline.steps.pnl import pnl_since
 from trading_pipeline.store import repository as repo
-from trading_pipeline.store.alerts_repository import current_trading_state
+from trading_pipeline.store.alerts_repository import current_trading_state, set_trading_state
 from trading_pipeline.store.database import Database
 
 HISTORY_CALENDAR_DAYS = 14  # enough calendar days to cover the strategy's lookback in trading days
+RISK_ACTOR = "risk-limits"
 
 
 @dataclass
@@ -41,6 +52,7 @@ class EntriesResult:
     dropped: dict[str, str] = field(default_factory=dict)
     opened_trades: list[dict[str, Any]] = field(default_factory=list)
     buying_power: Decimal | None = None
+    halted_by_daily_loss: bool = False
 
 
 def open_entries(
@@ -52,133 +64,206 @@ def open_entries(
     trading_date: date,
     run_id: str | None,
     now: datetime | None = None,
+    protective_orders: bool = False,
+    day_start: datetime | None = None,
 ) -> EntriesResult:
-    result = EntriesResult(trading_date=trading_date)
+    run = EntryRun(db, broker, strategy, limits, trading_date, run_id, now or datetime.now(UTC), protective_orders)
     decision_run = repo.start_decision_run(db, kind="entries", run_id=run_id, strategy=strategy.name)
-    result.decision_run_id = str(decision_run)
-    meta: dict[str, Any] = {"trading_date": trading_date, "strategy": strategy, "limits": limits}
+    run.result.decision_run_id = str(decision_run)
+    run.decision_run = decision_run
     try:
-        _open_entries(db, broker, strategy, limits, trading_date, run_id, now, result, decision_run, meta)
+        run.execute(day_start)
     finally:
-        meta["result"] = result
-        repo.finish_decision_run(db, decision_run, meta)
-    return result
+        run.meta["result"] = run.result
+        repo.finish_decision_run(db, decision_run, run.meta)
+    return run.result
 
 
-def _open_entries(db, broker, strategy, limits, trading_date, run_id, now, result, decision_run, meta) -> None:
-    halt = current_trading_state(db)
-    meta["kill_switch"] = halt
-    if halt.halted:  # the kill switch stops new risk; the stop-loss sweep keeps protecting what is open
-        result.skipped_reason = f"trading halted by {halt.actor}: {halt.reason} (`trading-pipeline resume` to lift)"
-        return
-    snapshot = repo.get_universe_snapshot(db, trading_date)
-    if snapshot is None or not snapshot.symbols:
-        result.skipped_reason = f"no universe sample stored for {trading_date}: materialize `universe` first"
-        return
-    account = broker.account()
-    meta["account"] = account
-    result.buying_power = account.buying_power
-    if not account.can_trade:
-        result.skipped_reason = (
-            f"account cannot trade (status {account.status}, trading_blocked {account.trading_blocked})"
+class EntryRun:
+    """One entries step: guards first (kill switch, daily loss, universe, account), then screen, size, open."""
+
+    def __init__(
+        self,
+        db: Database,
+        broker: Broker,
+        strategy: EntryStrategy,
+        limits: RiskLimits,
+        trading_date: date,
+        run_id: str | None,
+        now: datetime,
+        protective_orders: bool,
+    ) -> None:
+        self.db, self.broker, self.strategy, self.limits = db, broker, strategy, limits
+        self.trading_date, self.run_id, self.now, self.protective = trading_date, run_id, now, protective_orders
+        self.result = EntriesResult(trading_date=trading_date)
+        self.decision_run: uuid.UUID | None = None
+        self.meta: dict[str, Any] = {
+            "trading_date": trading_date,
+            "strategy": strategy,
+            "limits": limits,
+            "protective_orders": protective_orders,
+        }
+
+    def execute(self, day_start: datetime | None) -> None:
+        if self.refused(day_start):
+            return
+        snapshot = repo.get_universe_snapshot(self.db, self.trading_date)
+        if snapshot is None or not snapshot.symbols:
+            self.result.skipped_reason = (
+                f"no universe sample stored for {self.trading_date}: materialize `universe` first"
+            )
+            return
+        account = self.broker.account()
+        self.meta["account"] = account
+        self.result.buying_power = account.buying_power
+        if not account.can_trade:
+            self.result.skipped_reason = (
+                f"account cannot trade (status {account.status}, trading_blocked {account.trading_blocked})"
+            )
+            return
+        if account.buying_power <= 0:
+            self.result.skipped_reason = f"no buying power ({account.buying_power})"
+            return
+        candidates = self.candidates(list(snapshot.symbols))
+        screened = self.strategy.screen(candidates)
+        self.result.candidates, self.result.proposed = len(candidates), len(screened.intents)
+        open_now = repo.open_trades(self.db) + repo.trades_with_status(self.db, TradeStatus.PENDING_OPEN)
+        sizing = size_entries(
+            screened.intents,
+            limits=self.limits,
+            buying_power=account.buying_power,
+            open_symbols=[t.symbol for t in open_now],
+            open_notional=sum((t.qty * t.entry_price for t in open_now), Decimal(0)),
         )
-        return
-    if account.buying_power <= 0:
-        result.skipped_reason = f"no buying power ({account.buying_power})"
-        return
+        self.result.sized, self.result.dropped = len(sizing.entries), dict(sizing.dropped)
+        self.meta["screen_rejected"] = screened.rejected
+        orders: list[BrokerOrder] = []
+        self.meta["orders"] = orders
+        for entry in sizing.entries:
+            order = self.open_one(entry)
+            if order is not None:
+                orders.append(order)
 
-    quotes = repo.quotes_for_run(db, run_id) if run_id else {}
-    missing = [s for s in snapshot.symbols if s not in quotes]
-    if missing:
-        quotes.update(broker.latest_quotes(missing).quotes)
-    bars = broker.daily_bars(
-        snapshot.symbols, trading_date - timedelta(days=HISTORY_CALENDAR_DAYS), trading_date - timedelta(days=1)
-    )
-    closes: dict[str, list[Decimal]] = {}
-    for bar in sorted(bars, key=lambda b: b.timestamp):
-        closes.setdefault(bar.symbol, []).append(bar.close)
-    candidates = [Candidate(s, quotes[s], closes.get(s, [])) for s in snapshot.symbols if s in quotes]
-    result.candidates = len(candidates)
+    def refused(self, day_start: datetime | None) -> bool:
+        """The kill switch, and the daily-loss limit (whose breach turns the kill switch on)."""
+        halt = current_trading_state(self.db)
+        self.meta["kill_switch"] = halt
+        if not halt.halted and day_start is not None:
+            breached, pnl = enforce_daily_loss(self.db, self.limits, day_start)
+            if breached:
+                self.result.halted_by_daily_loss = True
+                halt = current_trading_state(self.db)
+            self.meta["pnl_today"] = pnl
+        if halt.halted:  # the kill switch stops new risk; the stop-loss sweep keeps protecting what is open
+            self.result.skipped_reason = (
+                f"trading halted by {halt.actor}: {halt.reason} (`trading-pipeline resume` to lift)"
+            )
+        return halt.halted
 
-    screened = strategy.screen(candidates)
-    result.proposed = len(screened.intents)
-    open_now = repo.open_trades(db) + repo.trades_with_status(db, TradeStatus.PENDING_OPEN)
-    sizing = size_entries(
-        screened.intents,
-        limits=limits,
-        buying_power=account.buying_power,
-        open_symbols=[t.symbol for t in open_now],
-        open_notional=sum((t.qty * t.entry_price for t in open_now), Decimal(0)),
-    )
-    result.sized = len(sizing.entries)
-    result.dropped = dict(sizing.dropped)
-    meta["screen_rejected"] = screened.rejected
-    orders: list[BrokerOrder] = []
-    meta["orders"] = orders
-    for entry in sizing.entries:
-        order = _open_one(db, broker, entry, strategy.name, decision_run, result, now)
-        if order is not None:
-            orders.append(order)
+    def candidates(self, symbols: list[str]) -> list[Candidate]:
+        quotes = repo.quotes_for_run(self.db, self.run_id) if self.run_id else {}
+        missing = [s for s in symbols if s not in quotes]
+        if missing:
+            quotes.update(self.broker.latest_quotes(missing).quotes)
+        bars = self.broker.daily_bars(
+            symbols, self.trading_date - timedelta(days=HISTORY_CALENDAR_DAYS), self.trading_date - timedelta(days=1)
+        )
+        closes: dict[str, list[Decimal]] = {}
+        for bar in sorted(bars, key=lambda b: b.timestamp):
+            closes.setdefault(bar.symbol, []).append(bar.close)
+        return [Candidate(s, quotes[s], closes.get(s, [])) for s in symbols if s in quotes]
 
-
-def _open_one(
-    db, broker, entry: SizedEntry, strategy_name, decision_run, result: EntriesResult, now
-) -> BrokerOrder | None:
-    intent = entry.intent
-    trade_id = uuid.uuid4()
-    cid = client_order_id(trade_id, OrderAction.OPEN)
-    trade = repo.insert_trade(
-        db,
-        repo.NewTrade(
-            id=trade_id,
+    def entry_order(self, entry: SizedEntry, cid: str) -> OrderRequest:
+        intent = entry.intent
+        if not self.protective:
+            return OrderRequest(symbol=intent.symbol, side=OrderSide.BUY, qty=entry.qty, client_order_id=cid)
+        # GTC: the legs must outlive the day, since they protect the position while nothing else runs.
+        return OrderRequest(
             symbol=intent.symbol,
-            side=intent.side,
+            side=OrderSide.BUY,
             qty=entry.qty,
-            entry_price=intent.reference_price,
-            entry_at=now or datetime.now(UTC),
-            stop_loss=intent.stop_loss,
-            take_profit=intent.take_profit,
-            strategy=strategy_name,
-            decision_run_id=decision_run,
-            status=TradeStatus.PENDING_OPEN,
-            open_client_order_id=cid,
-        ),
-    )
-    try:
-        order = broker.submit_order(
-            OrderRequest(symbol=intent.symbol, side=OrderSide.BUY, qty=entry.qty, client_order_id=cid)
-        )
-    except OrderRejected as exc:
-        repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
-        result.failures[intent.symbol] = f"entry rejected by broker: {exc.message}"
-        return None
-    except BrokerError as exc:
-        result.failures[intent.symbol] = f"entry submit unresolved, will reconcile by client_order_id: {exc}"
-        return None
-    result.orders_submitted += 1
-    repo.upsert_order(db, order_fields(order, trade.id))
-    if order.is_filled and order.filled_avg_price is not None:
-        repo.mark_entry_filled(
-            db,
-            trade.id,
             client_order_id=cid,
-            fill_price=order.filled_avg_price,
-            filled_qty=order.filled_qty,
-            filled_at=order.filled_at or datetime.now(UTC),
+            time_in_force=TimeInForce.GTC,
+            order_class=OrderClass.BRACKET,
+            take_profit_limit_price=intent.take_profit,
+            stop_loss_stop_price=intent.stop_loss,
         )
-        result.opened += 1
-        result.opened_trades.append(
-            {
-                "symbol": intent.symbol,
-                "qty": order.filled_qty,
-                "price": order.filled_avg_price,
-                "stop_loss": intent.stop_loss,
-                "take_profit": intent.take_profit,
-            }
+
+    def open_one(self, entry: SizedEntry) -> BrokerOrder | None:
+        db, intent, result = self.db, entry.intent, self.result
+        trade_id = uuid.uuid4()
+        cid = client_order_id(trade_id, OrderAction.OPEN)
+        trade = repo.insert_trade(
+            db,
+            repo.NewTrade(
+                id=trade_id,
+                symbol=intent.symbol,
+                side=intent.side,
+                qty=entry.qty,
+                entry_price=intent.reference_price,
+                entry_at=self.now,
+                stop_loss=intent.stop_loss,
+                take_profit=intent.take_profit,
+                trailing_pct=intent.trailing_pct,
+                strategy=self.strategy.name,
+                decision_run_id=self.decision_run,
+                status=TradeStatus.PENDING_OPEN,
+                open_client_order_id=cid,
+                protected=self.protective,
+                protection_client_order_id=cid if self.protective else None,
+            ),
         )
-    elif is_dead(order):
-        repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
-        result.failures[intent.symbol] = f"entry order {order.status}"
-    else:
-        result.pending += 1
-    return order
+        try:
+            order = self.broker.submit_order(self.entry_order(entry, cid))
+        except OrderRejected as exc:
+            repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
+            result.failures[intent.symbol] = f"entry rejected by broker: {exc.message}"
+            return None
+        except BrokerError as exc:
+            result.failures[intent.symbol] = f"entry submit unresolved, will reconcile by client_order_id: {exc}"
+            return None
+        result.orders_submitted += 1
+        repo.upsert_order(db, order_fields(order, trade.id))
+        if order.is_filled and order.filled_avg_price is not None:
+            repo.mark_entry_filled(
+                db,
+                trade.id,
+                client_order_id=cid,
+                fill_price=order.filled_avg_price,
+                filled_qty=order.filled_qty,
+                filled_at=order.filled_at or datetime.now(UTC),
+            )
+            result.opened += 1
+            result.opened_trades.append(
+                {
+                    "symbol": intent.symbol,
+                    "qty": order.filled_qty,
+                    "price": order.filled_avg_price,
+                    "stop_loss": intent.stop_loss,
+                    "take_profit": intent.take_profit,
+                    "protected": self.protective,
+                }
+            )
+        elif is_dead(order):
+            repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
+            result.failures[intent.symbol] = f"entry order {order.status}"
+        else:
+            result.pending += 1
+        return order
+
+
+def enforce_daily_loss(db: Database, limits: RiskLimits, day_start: datetime) -> tuple[bool, Decimal]:
+    """Today's P&L; on a breach of max_daily_loss, turn the kill switch on (recorded with who and why).
+
+    Returns (breached now, P&L). Idempotent: an already halted system is not halted again."""
+    pnl = pnl_since(db, day_start).total
+    if not daily_loss_breached(pnl, limits):
+        return False, pnl
+    if not current_trading_state(db).halted:
+        set_trading_state(
+            db,
+            halted=True,
+            actor=RISK_ACTOR,
+            reason=f"daily loss {pnl:,.2f} breached the limit of {limits.max_daily_loss:,.2f}",
+        )
+    return True, pnl

@@ -1,0 +1,57 @@
+"""Today's P&L from the trading store alone (no broker call): realized from closes, unrealized at the last
+stored quotes. Shared by `status` and the daily-loss guard, so both judge the same number."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from trading_pipeline.domain.types import PositionSide
+from trading_pipeline.store import repository as repo
+from trading_pipeline.store.database import Database
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class PnL:
+    realized: Decimal
+    unrealized: Decimal
+    marked_at: datetime | None
+    unmarked: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> Decimal:
+        return self.realized + self.unrealized
+
+
+def signed_pnl(side: PositionSide, entry: Decimal, exit_price: Decimal, qty: Decimal) -> Decimal:
+    return (exit_price - entry) * qty if side is PositionSide.LONG else (entry - exit_price) * qty
+
+
+def pnl_since(db: Database, start: datetime) -> PnL:
+    realized = sum(
+        (
+            signed_pnl(t.side, t.entry_price, t.close_price, t.qty)
+            for t in repo.closed_trades_since(db, start)
+            if t.close_price is not None
+        ),
+        Decimal(0),
+    )
+    open_trades = repo.open_trades(db)
+    marks = repo.latest_quotes(db, {t.symbol for t in open_trades})
+    unrealized = Decimal(0)
+    unmarked: list[str] = []
+    for trade in open_trades:
+        quote = marks.get(trade.symbol)
+        if quote is None:
+            unmarked.append(trade.symbol)
+            continue
+        unrealized += signed_pnl(trade.side, trade.entry_price, quote.mid, trade.qty)
+    return PnL(
+        realized.quantize(CENT),
+        unrealized.quantize(CENT),
+        max((q.timestamp for q in marks.values()), default=None),
+        unmarked,
+    )
