@@ -26,8 +26,14 @@ class StrategyConfig(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # A bad config (negative stop, unknown strategy name) fails the run at its start, with the reason,
-        # instead of after the universe and quotes steps have written and queried the broker.
-        self.strategy()
+        # instead of after the universe and quotes steps have written and queried the broker. The entry
+        # strategy is not checked for the stop-loss job, which never uses it: a bad entry config must stop
+        # entries, never the protection of what is already open.
+        from trading_pipeline.jobs import STOP_LOSS_JOB
+
+        run = context.run
+        if run is None or run.job_name != STOP_LOSS_JOB:
+            self.strategy()
         self.limits()
         if self.max_age_trading_days is not None and self.max_age_trading_days < 1:
             raise ValueError(f"max_age_trading_days must be at least 1, got {self.max_age_trading_days}")
