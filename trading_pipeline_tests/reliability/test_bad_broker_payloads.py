@@ -8,7 +8,7 @@ decimal/pydantic exception, never as a price of NaN reaching a decision or the D
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -177,7 +177,7 @@ def test_a_leftover_close_with_a_bad_fill_is_flagged_and_nothing_is_written(
             side=PositionSide.LONG,
             qty=Decimal(4),
             entry_price=Decimal("12"),
-            entry_at=__import__("datetime").datetime(2026, 11, 24, 15, tzinfo=__import__("datetime").UTC),
+            entry_at=datetime(2026, 11, 24, 15, tzinfo=UTC),
             stop_loss=Decimal("11"),
         ),
     )
@@ -242,7 +242,7 @@ def test_reconciliation_reports_nan_quantities_and_non_ascii_symbols(db: Databas
             side=PositionSide.LONG,
             qty=Decimal(4),
             entry_price=Decimal(10),
-            entry_at=__import__("datetime").datetime(2026, 11, 24, 15, tzinfo=__import__("datetime").UTC),
+            entry_at=datetime(2026, 11, 24, 15, tzinfo=UTC),
         ),
     )
     server.route("GET", "/v2/positions", lambda q, b: (200, [position("AAA", "NaN"), position("ÄÖÜ", "3")]))
