@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -25,6 +26,34 @@ from trading_pipeline.store.database import Database
 log = logging.getLogger("trading_pipeline.alerts")
 
 SEVERITIES = ("info", "warning", "error", "critical")
+
+
+class _RedactSecrets(logging.Filter):
+    """urllib3 logs each request line at DEBUG ("POST /hooks/<token> HTTP/1.1"): a webhook whose secret is in
+    its path would be logged with DEBUG on. This filter rewrites such records before any handler sees them."""
+
+    def __init__(self) -> None:
+        super().__init__("redact-alert-secrets")
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(secret in message for secret in self.secrets):
+                for secret in sorted(self.secrets, key=len, reverse=True):
+                    message = message.replace(secret, "<redacted>")
+                record.msg, record.args = message, None
+        return True
+
+
+_REDACTOR = _RedactSecrets()
+logging.getLogger("urllib3.connectionpool").addFilter(_REDACTOR)
+
+
+def _register_secret_url(url: str) -> None:
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    _REDACTOR.secrets.update(s for s in (url, path if len(path) > 1 else "") if s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +81,8 @@ class AlertDispatcher:
     ) -> None:
         self.db = db
         self._webhook_url = webhook_url or None
+        if self._webhook_url:
+            _register_secret_url(self._webhook_url)
         self._slack_token = slack_token or None
         self._slack_channel = slack_channel or None
         self.dedupe_window = dedupe_window

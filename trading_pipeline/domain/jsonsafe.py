@@ -21,6 +21,8 @@ from typing import Any
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 
 _CYCLE = "<cycle>"
+MAX_DEPTH = 100  # deeper nests are cut (and say so): json.dumps and Python's stack have limits too
+_TOO_DEEP = f"<nested deeper than {MAX_DEPTH} levels>"
 
 
 def to_jsonable(obj: Any) -> JsonValue:
@@ -28,9 +30,23 @@ def to_jsonable(obj: Any) -> JsonValue:
     return _convert(obj, frozenset())
 
 
+def clean_text(text: str) -> str:
+    """Text every JSON store accepts: PostgreSQL's JSONB refuses NUL and lone surrogates, so one such character
+    in a broker payload would fail the whole write. They become U+FFFD (visible, not silently dropped)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
+
+
 def _convert(obj: Any, seen: frozenset[int]) -> JsonValue:
-    if obj is None or isinstance(obj, bool | str):
+    if obj is None or isinstance(obj, bool):
         return obj
+    if isinstance(obj, str):
+        return clean_text(str(obj))
     if isinstance(obj, int) and not isinstance(obj, enum.Enum):
         return int(obj)
     if isinstance(obj, float) and not isinstance(obj, enum.Enum):
@@ -55,6 +71,8 @@ def _convert(obj: Any, seen: frozenset[int]) -> JsonValue:
 
     if id(obj) in seen:
         return _CYCLE
+    if len(seen) >= MAX_DEPTH:
+        return _TOO_DEEP
     inner = seen | {id(obj)}
 
     if isinstance(obj, Mapping):
@@ -76,13 +94,13 @@ def _convert(obj: Any, seen: frozenset[int]) -> JsonValue:
         try:
             return _convert(model_dump(), inner)
         except Exception:  # a broken model still gets recorded, as text
-            return repr(obj)
+            return clean_text(repr(obj))
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return _convert_mapping(((f.name, getattr(obj, f.name, None)) for f in dataclasses.fields(obj)), inner)
     if isinstance(obj, BaseException):
-        return f"{type(obj).__name__}: {obj}"
+        return clean_text(f"{type(obj).__name__}: {obj}")
     try:
-        return str(obj)
+        return clean_text(str(obj))
     except Exception:
         return f"<unprintable {type(obj).__name__}>"
 
@@ -102,7 +120,7 @@ def _convert_mapping(items: Any, seen: frozenset[int]) -> dict[str, JsonValue]:
 
 def _key_text(key: Any, seen: frozenset[int]) -> str:
     if isinstance(key, str):
-        return key
+        return clean_text(key)
     converted = _convert(key, seen)
     if isinstance(converted, str):
         return converted

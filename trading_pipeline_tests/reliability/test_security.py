@@ -280,12 +280,6 @@ def test_the_webhook_url_is_never_logged_or_stored(
     assert leaks([HOOK_TOKEN], texts) == []  # … without the URL
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="urllib3 logs every request line at DEBUG ('POST /hooks/<token> HTTP/1.1'), so with DEBUG logging on, "
-    "a webhook whose secret is in its path (Slack-style) is logged; alerting.py (outside this suite's fix list) "
-    "should redact it, e.g. with a logging.Filter on urllib3.connectionpool",
-)
 def test_the_webhook_url_stays_out_of_debug_logs_too(
     db: Database, receiver: ThreadingHTTPServer, captured_logs: Capture
 ) -> None:
