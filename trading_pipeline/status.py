@@ -81,6 +81,16 @@ def build_status(
     if db is None:
         report.health.append(HealthItem("trading DB", False, db_problem or "unavailable"))
         return report
+    switch = alerts_repo.current_trading_state(db)
+    report.health.append(
+        HealthItem(
+            "kill switch",
+            not switch.halted,
+            f"HALTED by {switch.actor}: {switch.reason} — no new entries; `trading-pipeline resume` lifts it"
+            if switch.halted
+            else "trading (not halted)",
+        )
+    )
     firing = alerts_repo.firing_alerts(db)
     serious = [a for a in firing if a.severity in ("error", "critical")]
     report.health.append(

@@ -152,3 +152,15 @@ def test_cli_json_without_an_instance(tmp_path, monkeypatch, capsys) -> None:
 
 def test_check_registry_matches_the_definitions() -> None:
     assert set(ALL_SPECS) == set(defs.resolve_asset_graph().asset_check_keys)
+
+
+def test_a_halt_is_said_first(instance, db: Database) -> None:
+    from trading_pipeline.store.alerts_repository import set_trading_state
+
+    beat(instance, at=SATURDAY)
+    set_trading_state(db, halted=True, actor="ana", reason="broker incident")
+    report = build_status(
+        now=SATURDAY, day=DAY, instance=instance, instance_problem=None, db=db, db_problem=None, check_specs=ALL_SPECS
+    )
+    first = render_status(report).splitlines()[0]
+    assert first.startswith("HEALTH: NOT OK") and "kill switch: HALTED by ana: broker incident" in first

@@ -22,6 +22,7 @@ from trading_pipeline.resources.strategy import StrategyConfig
 from trading_pipeline.steps.closes import run_stop_loss_sweep
 from trading_pipeline.steps.entries import enforce_daily_loss
 from trading_pipeline.store import repository as repo
+from trading_pipeline.store.alerts_repository import current_trading_state
 from trading_pipeline.store.database import Database
 
 FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
@@ -97,6 +98,7 @@ def closes(
             "closed_positions": md(markdown_table(result.closed_trades)),
             "market_open": clock.is_open,
             "pnl_today": float(pnl_today),
+            "kill_switch": kill_switch_text(db),
             "daily_loss_breached": breached,
             **db_stats_metadata(stats),
         },
@@ -107,6 +109,11 @@ def closes(
             closes_checks.db_health(stats),
         ],
     )
+
+
+def kill_switch_text(db: Database) -> str:
+    state = current_trading_state(db)
+    return f"HALTED by {state.actor}: {state.reason}" if state.halted else "trading"
 
 
 def positions_beyond_stop(db: Database, run_id: str) -> dict[str, str]:
