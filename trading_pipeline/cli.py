@@ -306,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_reporting(commands)  # `report` and `backfill`
 
+    from trading_pipeline import soak
+
+    soak.register(commands)  # `soak`: the fault soak outside the test suite
+
     for name, halted, text in (
         ("halt", True, "kill switch ON: no new entries (stop-losses keep running)"),
         ("resume", False, "kill switch OFF: entries allowed again"),

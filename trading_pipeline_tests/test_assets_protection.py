@@ -176,3 +176,16 @@ def test_the_sweep_never_sells_shares_the_broker_does_not_hold(database_url: str
     assert trade.symbol not in sim.market.book.positions  # and no short opened
     assert check_results(result)["reconciliation_clean"] is False  # the mismatch is loud
     assert "broker holds 0" in str(metadata(result, "closes")["failures"])
+
+
+def test_invalid_risk_settings_are_alerted_but_never_stop_the_sweep(database_url: str, db: Database, sim) -> None:
+    [trade] = seed_positions(db, sim, tradable_symbols(sim.market, 1), qty=1)
+    sim.market.gap(trade.symbol, -10)
+    defs = pipeline_definitions(database_url, sim, max_open_positions=-1, max_age_trading_days=0)
+    sweep = run_job(defs, STOP_LOSS_JOB)
+    assert sweep.success and repo.get_trade(db, trade.id).status is TradeStatus.CLOSED
+    problem = metadata(sweep, "closes")["settings_problem"]
+    assert "max_age_trading_days" in problem and "max_open_positions" in problem
+    assert "config:strategy" in {a.key for a in firing_alerts(db)}
+    day = run_job(defs, TRADING_DAY_JOB, partition_key=TEST_DAY, run_config=UNIVERSE)
+    assert not day.success  # entries refuse to start with them

@@ -56,6 +56,12 @@ def closes(
     run_id = context.run.run_id
     client = guarded_broker(broker, database)
     clock = client.clock()
+    max_age, limits, settings_problem = strategy.sweep_settings()
+    if settings_problem:  # reported and alerted, never a reason to stop protecting
+        context.log.error(f"closes: invalid strategy settings ignored this run: {settings_problem}")
+        alerts.dispatcher(db, context.log).fire(
+            "config:strategy", "invalid strategy settings", settings_problem, severity="error", source="closes"
+        )
     result = run_stop_loss_sweep(
         db,
         client,
@@ -63,10 +69,12 @@ def closes(
         now=clock.timestamp,
         max_quote_age=timedelta(seconds=config.max_quote_age_seconds) if clock.is_open else None,
         prefetched=repo.quotes_for_run(db, run_id),
-        max_age_trading_days=strategy.max_age_trading_days,
+        max_age_trading_days=max_age,
     )
     day = trading_date(clock)
-    breached, pnl_today = enforce_daily_loss(db, strategy.limits(), day_start(day, clock.timestamp))
+    breached, pnl_today = False, None
+    if limits is not None:
+        breached, pnl_today = enforce_daily_loss(db, limits, day_start(day, clock.timestamp))
     if breached:
         alert_daily_loss(alerts, database, context, f"today's P&L {pnl_today:,.2f}")
     flagged = result.flagged_positions
@@ -97,10 +105,11 @@ def closes(
             "failures": md(reasons_table(result.failures)),
             "closed_positions": md(markdown_table(result.closed_trades)),
             "market_open": clock.is_open,
-            "pnl_today": float(pnl_today),
+            "settings_problem": settings_problem or "",
             "kill_switch": kill_switch_text(db),
             "daily_loss_breached": breached,
             **db_stats_metadata(stats),
+            **({"pnl_today": float(pnl_today)} if pnl_today is not None else {}),
         },
         check_results=[
             closes_checks.every_position_judged(flagged),

@@ -32,11 +32,28 @@ class StrategyConfig(dg.ConfigurableResource):
         from trading_pipeline.jobs import STOP_LOSS_JOB
 
         run = context.run
-        if run is None or run.job_name != STOP_LOSS_JOB:
-            self.strategy()
+        if run is not None and run.job_name == STOP_LOSS_JOB:
+            return  # the sweep reads only what it needs, defensively (see `sweep_settings`)
+        self.strategy()
         self.limits()
-        if self.max_age_trading_days is not None and self.max_age_trading_days < 1:
-            raise ValueError(f"max_age_trading_days must be at least 1, got {self.max_age_trading_days}")
+        _, _, problem = self.sweep_settings()
+        if problem:
+            raise ValueError(problem)
+
+    def sweep_settings(self) -> tuple[int | None, RiskLimits | None, str | None]:
+        """(max age, risk limits, problem) for the stop-loss run: an invalid value is reported and left out —
+        it must never stop the sweep from protecting what is open."""
+        problems = []
+        max_age = self.max_age_trading_days
+        if max_age is not None and max_age < 1:
+            problems.append(f"max_age_trading_days must be at least 1, got {max_age}")
+            max_age = None
+        try:
+            limits: RiskLimits | None = self.limits()
+        except ValueError as exc:
+            problems.append(str(exc))
+            limits = None
+        return max_age, limits, "; ".join(problems) or None
 
     def strategy(self) -> EntryStrategy:
         return strategy_by_name(
