@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 from trading_pipeline import __version__
 from trading_pipeline.broker.base import ConfigurationError
@@ -118,6 +120,20 @@ def _open_database(settings: Settings) -> Database | None:
         return None
 
 
+@contextmanager
+def _instance_and_database(settings: Settings) -> Iterator[tuple[Any, str | None, Database | None]]:
+    """(instance, why no instance, trading DB or None) for the health commands; both disposed at the end."""
+    instance, instance_problem = _dagster_instance()
+    db = _open_database(settings)
+    try:
+        yield instance, instance_problem, db
+    finally:
+        if db is not None:
+            db.dispose()
+        if instance is not None:
+            instance.dispose()
+
+
 def _watchdog(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
@@ -126,15 +142,13 @@ def _watchdog(args: argparse.Namespace) -> int:
     from trading_pipeline.watchdog import WatchdogReport, alert_on, check_health, render
 
     settings = Settings.from_env()
-    instance, instance_problem = _dagster_instance()
-    db = _open_database(settings)
-    dispatcher = AlertDispatcher(
-        db,
-        webhook_url=os.environ.get("TRADING_PIPELINE_ALERT_WEBHOOK_URL"),
-        slack_token=os.environ.get("TRADING_PIPELINE_SLACK_TOKEN"),
-        slack_channel=os.environ.get("TRADING_PIPELINE_SLACK_CHANNEL"),
-    )
-    try:
+    with _instance_and_database(settings) as (instance, instance_problem, db):
+        dispatcher = AlertDispatcher(
+            db,
+            webhook_url=os.environ.get("TRADING_PIPELINE_ALERT_WEBHOOK_URL"),
+            slack_token=os.environ.get("TRADING_PIPELINE_SLACK_TOKEN"),
+            slack_channel=os.environ.get("TRADING_PIPELINE_SLACK_CHANNEL"),
+        )
         if instance is None:
             report = WatchdogReport([HealthItem("dagster instance", False, instance_problem or "unavailable")])
         else:
@@ -151,11 +165,6 @@ def _watchdog(args: argparse.Namespace) -> int:
         alert_on(report, dispatcher)
         print(render(report))
         return EXIT_OK if report.healthy else EXIT_FAILED
-    finally:
-        if db is not None:
-            db.dispose()
-        if instance is not None:
-            instance.dispose()
 
 
 def _preflight(args: argparse.Namespace) -> int:
@@ -166,9 +175,7 @@ def _preflight(args: argparse.Namespace) -> int:
     from trading_pipeline.preflight import render, run_preflight
 
     settings = Settings.from_env()
-    instance, instance_problem = _dagster_instance()
-    db = _open_database(settings)
-    try:
+    with _instance_and_database(settings) as (instance, instance_problem, db):
         report = run_preflight(
             now=datetime.now(UTC),
             settings=settings,
@@ -181,11 +188,6 @@ def _preflight(args: argparse.Namespace) -> int:
         )
         print(render(report))
         return EXIT_OK if report.go else EXIT_FAILED
-    finally:
-        if db is not None:
-            db.dispose()
-        if instance is not None:
-            instance.dispose()
 
 
 def _set_halted(args: argparse.Namespace, halted: bool) -> int:
@@ -218,11 +220,9 @@ def _status(args: argparse.Namespace) -> int:
         day = date.fromisoformat(args.date) if args.date else now.astimezone(NEW_YORK).date()
     except ValueError:
         raise SettingsError(f"--date must be YYYY-MM-DD, got {args.date!r}") from None
-    instance, instance_problem = _dagster_instance()
-    db = _open_database(settings)
-    try:
-        from trading_pipeline.checks.registry import ALL_SPECS
+    from trading_pipeline.checks.registry import ALL_SPECS
 
+    with _instance_and_database(settings) as (instance, instance_problem, db):
         report = build_status(
             now=now,
             day=day,
@@ -234,11 +234,6 @@ def _status(args: argparse.Namespace) -> int:
         )
         print(json.dumps(report.as_json(), indent=2) if args.json else render_status(report))
         return EXIT_OK if report.healthy else EXIT_FAILED
-    finally:
-        if db is not None:
-            db.dispose()
-        if instance is not None:
-            instance.dispose()
 
 
 def build_parser() -> argparse.ArgumentParser:
