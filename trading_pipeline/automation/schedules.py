@@ -24,6 +24,18 @@ NEW_YORK_TZ = ZoneInfo(NEW_YORK)
 STOP_LOSS_CRONS = ["30-58/2 9 * * 1-5", "*/2 10-15 * * 1-5", "0 16 * * 1-5"]
 
 
+def once_per_session(
+    context: dg.ScheduleEvaluationContext, name: str, *, partitioned: bool
+) -> dg.RunRequest | dg.SkipReason:
+    """One run per NYSE session day (run key = name + day; the day's partition if asked), else a named skip."""
+    tick = context.scheduled_execution_time
+    status = session_status(tick)
+    if not status.trading_day:
+        return dg.SkipReason(f"no session: {status.reason}")
+    day = tick.astimezone(NEW_YORK_TZ).date().isoformat()
+    return dg.RunRequest(run_key=f"{name}:{day}", partition_key=day if partitioned else None)
+
+
 @dg.schedule(
     job=stop_loss_job,
     cron_schedule=STOP_LOSS_CRONS,
@@ -61,15 +73,10 @@ def stop_loss_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest |
 )
 def trading_day_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Opens the day's positions at the open: universe sample → quotes → entries (skipped on non-sessions)."""
-    tick = context.scheduled_execution_time
-    status = session_status(tick)
-    if not status.trading_day:
-        return dg.SkipReason(f"no session: {status.reason}")
-    day = tick.astimezone(NEW_YORK_TZ).date().isoformat()
     busy = in_flight_runs(context.instance, TRADING_DAY_JOB)
     if busy:
         return dg.SkipReason(f"trading-day run {busy[0].dagster_run.run_id} is still in flight")
-    return dg.RunRequest(run_key=f"trading_day:{day}", partition_key=day)
+    return once_per_session(context, "trading_day", partitioned=True)
 
 
 @dg.schedule(
@@ -81,11 +88,7 @@ def trading_day_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest
 )
 def preflight_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Checks, before the open, everything the day's protection depends on; a NO-GO alerts at 09:00, not 09:31."""
-    tick = context.scheduled_execution_time
-    status = session_status(tick)
-    if not status.trading_day:
-        return dg.SkipReason(f"no session: {status.reason}")
-    return dg.RunRequest(run_key=f"preflight:{tick.astimezone(NEW_YORK_TZ).date().isoformat()}")
+    return once_per_session(context, "preflight", partitioned=False)
 
 
 @dg.schedule(
@@ -109,9 +112,4 @@ def health_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
 )
 def performance_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """End-of-day performance — after the health and outcomes it depends on have had the whole session."""
-    tick = context.scheduled_execution_time
-    status = session_status(tick)
-    if not status.trading_day:
-        return dg.SkipReason(f"no session: {status.reason}")
-    day = tick.astimezone(NEW_YORK_TZ).date().isoformat()
-    return dg.RunRequest(run_key=f"performance:{day}", partition_key=day)
+    return once_per_session(context, "performance", partitioned=True)
