@@ -123,3 +123,12 @@ def test_repo_dagster_yaml_limits_stop_loss_runs_to_one(tmp_path) -> None:
     assert job.tags[CONCURRENCY_TAG] == "stop_loss" and int(job.tags["dagster/max_runtime"]) > 0
     assert job.executor_def.name == "in_process"
     assert datetime.now(UTC)  # sanity: the module imports cleanly
+
+
+def test_performance_and_health_schedules(instance) -> None:
+    from trading_pipeline.automation.schedules import health_schedule, performance_schedule
+
+    result = evaluate(performance_schedule, instance, at(11, 24, 16, 15))
+    assert isinstance(result, dg.RunRequest) and result.partition_key == "2026-11-24"
+    assert "Thanksgiving" in evaluate(performance_schedule, instance, at(11, 26, 16, 15)).skip_message
+    assert isinstance(evaluate(health_schedule, instance, at(11, 28, 3, 0)), dg.RunRequest)  # day and night
