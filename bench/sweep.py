@@ -520,12 +520,18 @@ def format_case(case: CaseResult, quote_limit: int) -> str:
             f"×{naive.longest_transaction_ms / max(ours.longest_transaction_ms, 1e-9):,.0f}"
         )
         expected = math.ceil(case.symbols / quote_limit)
+        speedup = naive.wall_seconds / ours.wall_seconds
+        # The issue sets the speed target at 10,000 positions; smaller cases are reported, not judged.
+        judged = case.positions >= 10_000
+        speed = (
+            f"≥ 20× faster {_ok(speedup >= 20)}" if judged else f"speed-up ×{speedup:,.1f} (target judged at 10,000)"
+        )
         lines.append(
             f"targets (ours): quote requests {ours.quote_requests:.0f} = ⌈{case.symbols}/{quote_limit}⌉ = {expected} "
             f"{_ok(ours.quote_requests == expected)}; longest tx {ours.longest_transaction_ms:.1f} ms < 50 "
             f"{_ok(ours.longest_transaction_ms < 50)}; held during broker calls "
             f"{ours.checkouts_during_broker_calls:.0f} {_ok(ours.checkouts_during_broker_calls == 0)}; "
-            f"≥ 20× faster {_ok(naive.wall_seconds / ours.wall_seconds >= 20)}"
+            f"{speed}"
         )
         if naive.notes:
             lines.append(f"naive: {naive.notes}")

@@ -108,3 +108,20 @@ def test_definitions_load_without_warnings(webserver) -> None:
     text = log_path.read_text()
     suspicious = [line for line in text.splitlines() if "Warning" in line or "ERROR" in line]
     assert suspicious == [], suspicious
+
+
+def test_dg_check_defs_loads_the_project(tmp_path) -> None:
+    """`[tool.dg]` in pyproject.toml: `dg check defs` / `dg dev` find the same definitions."""
+    dg_cli = Path(sys.executable).with_name("dg")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path),
+        "TRADING_PIPELINE_DATA_DIR": str(tmp_path / "data"),
+        "PATH": f"{dg_cli.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        [str(dg_cli), "check", "defs"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "All definitions loaded successfully" in done.stdout + done.stderr
