@@ -20,8 +20,6 @@ the same close orders. The naive sweep is slow by design: above `--baseline-samp
 the first N positions (which hold the same share of exits) and its counts, times and longest transaction
 are extrapolated linearly — marked `~` in the table.
 
-`--prototype` also measures ours with the changes proposed for the store (`paged`: keyset-paged Core reads
-of open trades and chunked quote inserts; `paged+gc`: the same plus `gc.freeze()` — see `bench/prototypes.py`).
 Finally it measures one Dagster stop-loss run end to end (`stop_loss_job` via `build_definitions`,
 `execute_in_process` on a project-local instance) against the bare sweep at the same size.
 """
@@ -310,19 +308,12 @@ def seeded(backend: Backend, positions: int, symbols: int, exit_every: int, late
         yield db, sim, beyond
 
 
-def measure_ours(
-    backend: Backend, positions: int, symbols: int, *, exit_every: int, latency_ms: int, variant: str = "ours"
-) -> Measurement:
+def measure_ours(backend: Backend, positions: int, symbols: int, *, exit_every: int, latency_ms: int) -> Measurement:
+    variant = "ours"
     with seeded(backend, positions, symbols, exit_every, latency_ms) as (db, sim, beyond):
         broker = make_broker(sim)
         guarded = GuardedBroker(broker, db.monitor.broker_call)
-        if variant != "ours":
-            from bench.prototypes import prototype_repository
-
-            patch = prototype_repository(freeze_heap=variant == "paged+gc")
-        else:
-            patch = _nothing()
-        with patch, peak_rss() as rss:
+        with peak_rss() as rss:
             started = time.perf_counter()
             result = run_stop_loss_sweep(db, guarded, run_id=f"bench-{variant}", now=sim.market.now)  # type: ignore[arg-type]
             wall = time.perf_counter() - started
@@ -348,11 +339,6 @@ def measure_ours(
             peak_rss_mb=rss(),
             closed=result.closed,
         )
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def measure_naive(
@@ -535,13 +521,6 @@ def format_case(case: CaseResult, quote_limit: int) -> str:
         )
         if naive.notes:
             lines.append(f"naive: {naive.notes}")
-    for name in ("paged", "paged+gc"):
-        proto = case.get(name)
-        if ours and proto:
-            lines.append(
-                f"prototype {name} vs ours: longest tx {proto.longest_transaction_ms:.1f} vs "
-                f"{ours.longest_transaction_ms:.1f} ms, wall {proto.wall_seconds:.3f} vs {ours.wall_seconds:.3f} s"
-            )
     return "\n".join(lines)
 
 
@@ -598,7 +577,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline-sample", type=int, default=1_000, help="naive sweep: positions measured at most")
     parser.add_argument("--postgres-url", default=os.environ.get("TEST_DATABASE_URL"), help="default TEST_DATABASE_URL")
     parser.add_argument("--backends", default="sqlite,postgresql", help="sqlite,postgresql (Postgres needs a URL)")
-    parser.add_argument("--prototype", action="store_true", help="also measure the proposed store changes")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     parser.add_argument("--no-dagster", action="store_true", help="skip the Dagster end-to-end measurement")
     parser.add_argument("--dagster-size", type=parse_sizes, default=[(100, 50)], help="positions:symbols")
@@ -634,9 +612,6 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> dict[str, Any]:
                     case = CaseResult(name, positions, symbols)
                     kw = {"exit_every": exit_every, "latency_ms": args.latency_ms}
                     case.measurements.append(measure_ours(backend, positions, symbols, **kw))
-                    if args.prototype:
-                        for variant in ("paged", "paged+gc"):
-                            case.measurements.append(measure_ours(backend, positions, symbols, variant=variant, **kw))
                     if not args.no_naive:
                         case.measurements.append(
                             measure_naive(backend, positions, symbols, sample=args.baseline_sample, **kw)

@@ -441,6 +441,8 @@ def render_report(report: DemoReport) -> str:
         "",
         f"See the runs in the UI:  DAGSTER_HOME={report.dagster_home} dagster dev -w workspace.yaml -h 127.0.0.1",
         f"Trading DB:              {report.database_path}",
+        f"Health, outcomes, P&L:   DAGSTER_HOME={report.dagster_home} DATABASE_URL=sqlite:///{report.database_path} "
+        f"trading-pipeline status --date {report.session_date}",
     ]
     return "\n".join(lines)
 
