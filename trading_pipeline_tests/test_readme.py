@@ -50,7 +50,7 @@ def documented_variables() -> set[str]:
 
 
 def test_configuration_table_lists_every_variable_the_code_reads() -> None:
-    read = variables_read_by_code()
+    read = variables_read_by_code() - {"PATH", "HOME", "USER"}  # the OS's, not the product's
     assert "DATABASE_URL" in read  # the scan works
     assert read - documented_variables() == set()
 
