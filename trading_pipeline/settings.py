@@ -63,6 +63,13 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     ),
     "TRADING_PIPELINE_SLACK_TOKEN": ("(unset)", "Slack bot token for alerts (needs the `slack` extra). Secret."),
     "TRADING_PIPELINE_SLACK_CHANNEL": ("(unset)", "Slack channel for alerts, e.g. #trading-alerts."),
+    "DAGSTER_PG_HOST": (
+        "(unset)",
+        "Production only: PostgreSQL host of the Dagster instance (deploy/dagster.postgres.yaml).",
+    ),
+    "DAGSTER_PG_USER": ("(unset)", "Production only: its user."),
+    "DAGSTER_PG_PASSWORD": ("(unset)", "Production only: its password. Secret."),
+    "DAGSTER_PG_DB": ("(unset)", "Production only: its database name."),
     "TEST_DATABASE_URL": ("(unset)", "Tests only: a PostgreSQL URL; Postgres-parametrized tests run against it."),
     "TRADING_PIPELINE_REQUIRE_POSTGRES": (
         "(unset)",
