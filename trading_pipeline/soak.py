@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -524,19 +523,3 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.set_defaults(handler=_soak_command)
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m trading_pipeline.soak --minutes 60 …`: the same command before it is wired into the CLI."""
-    parser = argparse.ArgumentParser(prog="trading-pipeline")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["soak", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        return int(args.handler(args))
-    except SettingsError as exc:
-        print(f"trading-pipeline: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

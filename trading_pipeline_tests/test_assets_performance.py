@@ -25,7 +25,7 @@ from trading_pipeline.assets.trading_days import (
 )
 from trading_pipeline.definitions import ASSETS
 from trading_pipeline.domain.types import ExitReason, OrderSide, PositionSide, TradeStatus
-from trading_pipeline.reporting.cli_commands import definitions_with_performance, run_backfill
+from trading_pipeline.reporting.cli_commands import run_backfill
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.sim.server import SimBroker
@@ -248,7 +248,7 @@ def test_backfill_of_20_trading_days_completes_and_is_idempotent(
         close_price=D(28),
         close_reason=ExitReason.TAKE_PROFIT,
     )
-    defs = definitions_with_performance(pipeline_definitions(database_url, sim))
+    defs = pipeline_definitions(database_url, sim)
     assert {a.key for a in defs.assets} == {a.key for a in ASSETS} | {performance.key}
     config = {"ops": {"performance": {"config": {"chart_dir": str(tmp_path)}}}}
     instance = dg.DagsterInstance.ephemeral()
@@ -284,7 +284,7 @@ def test_backfill_of_20_trading_days_completes_and_is_idempotent(
 def test_universe_backfill_runs_one_partition_per_run(database_url: str, db: Database, sim: SimBroker) -> None:
     from trading_pipeline.store import repository as repo
 
-    defs = definitions_with_performance(pipeline_definitions(database_url, sim))
+    defs = pipeline_definitions(database_url, sim)
     config = {"ops": {"universe": {"config": {"sample_size": 20}}}}
     first, last = date(2026, 11, 16), date(2026, 11, 18)
     outcome = run_backfill(defs, "universe", first, last, instance=dg.DagsterInstance.ephemeral(), run_config=config)

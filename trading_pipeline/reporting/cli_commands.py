@@ -20,7 +20,6 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -137,17 +136,6 @@ class BackfillOutcome:
     @property
     def success(self) -> bool:
         return bool(self.runs) and all(run.success for run in self.runs)
-
-
-def definitions_with_performance(base: Any) -> Any:
-    """`base` (the product's Definitions), plus the `performance` asset until definitions.py lists it itself."""
-    import dagster as dg
-
-    from trading_pipeline.assets.performance import performance
-
-    if any(getattr(asset, "key", None) == performance.key for asset in base.assets or []):
-        return base
-    return dg.Definitions.merge(base, dg.Definitions(assets=[performance]))
 
 
 def partition_keys(definitions: Any, asset: str, first: date, last: date) -> list[str]:
@@ -268,7 +256,7 @@ def backfill_command(args: argparse.Namespace, out: Any = None) -> int:
     except json.JSONDecodeError as exc:
         raise SettingsError(f"--config-json is not JSON: {exc}") from None
     settings = Settings.from_env()
-    definitions = definitions_with_performance(build_definitions(build_resources(settings)))
+    definitions = build_definitions(build_resources(settings))
     with dagster_instance(settings) as instance:
         print(f"backfill {args.asset} {first} → {last} on the Dagster instance at {instance.root_directory}", file=out)
         outcome = run_backfill(definitions, args.asset, first, last, instance=instance, run_config=run_config, echo=out)
@@ -282,20 +270,3 @@ def backfill_command(args: argparse.Namespace, out: Any = None) -> int:
         file=out,
     )
     return EXIT_OK if not failed else EXIT_FAILED
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the two commands on their own (`python -m trading_pipeline.reporting.cli_commands …`) until cli.py
-    registers them."""
-    parser = argparse.ArgumentParser(prog="trading-pipeline")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except SettingsError as exc:
-        print(f"trading-pipeline: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
