@@ -29,8 +29,8 @@ import pandas as pd
 from trading_pipeline.automation.runs import root_cause
 from trading_pipeline.automation.sensors import stop_trigger_sensor
 from trading_pipeline.broker.alpaca import AlpacaBroker
+from trading_pipeline.checks.closes import beyond_stop
 from trading_pipeline.definitions import build_definitions, sim_or_live_resources
-from trading_pipeline.domain.exits import InvalidQuote, decide_exit
 from trading_pipeline.domain.types import ExitReason, OrderSide, TradeStatus
 from trading_pipeline.jobs import STOP_LOSS_JOB, TRADING_DAY_JOB
 from trading_pipeline.resources.broker import BrokerResource
@@ -390,20 +390,8 @@ class Demo:
             return []
         broker = AlpacaBroker(api_key="sim-key", secret_key="sim-secret", trading_url=sim.url, data_url=sim.url)
         quotes = broker.latest_quotes({t.symbol for t in trades}).quotes
-        beyond = []
-        for trade in trades:
-            quote = quotes.get(trade.symbol)
-            if quote is None:
-                beyond.append(f"{trade.symbol}: no quote at the end, cannot tell")
-                continue
-            try:
-                decision = decide_exit(trade.position_view(), quote)
-            except InvalidQuote as exc:
-                beyond.append(f"{trade.symbol}: {exc}")
-                continue
-            if decision is not None and decision.reason is ExitReason.STOP_LOSS:
-                beyond.append(f"{trade.symbol}: bid {quote.bid} ≤ stop {trade.stop_loss}")
-        return beyond
+        beyond, unjudged = beyond_stop(trades, quotes)
+        return [f"{k}: {v}" for k, v in beyond.items()] + [f"{k}: cannot tell ({v})" for k, v in unjudged.items()]
 
 
 def render_report(report: DemoReport) -> str:

@@ -204,3 +204,16 @@ def test_db_health() -> None:
     assert not closes_checks.db_health(DatabaseStats(10, 12.5, 40, 2, 10, 1, 0)).passed
     held = closes_checks.db_health(DatabaseStats(10, 12.5, 40, 0, 10, 2, 3))
     assert not held.passed and "held during broker calls" in str(held.metadata["problems"].value)
+
+
+def test_beyond_stop_separates_crossed_from_unjudged() -> None:
+    crossed, fine, unquoted, crossed_book = trade("DOWN"), trade("OK"), trade("GONE"), trade("BAD")
+    quotes = {
+        "DOWN": quote("94", NOW, "DOWN"),
+        "OK": quote("99", NOW, "OK"),
+        "BAD": Quote("BAD", D("99"), D("98"), NOW),
+    }
+    beyond, unjudged = closes_checks.beyond_stop([crossed, fine, unquoted, crossed_book], quotes)
+    assert [k.split()[0] for k in beyond] == ["DOWN"]
+    assert {k.split()[0]: v for k, v in unjudged.items()} == {"GONE": "no quote", "BAD": "crossed: bid 99 > ask 98"}
+    assert not closes_checks.no_position_beyond_stop(beyond).passed

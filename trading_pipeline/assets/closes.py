@@ -11,7 +11,6 @@ from trading_pipeline.assets.metadata import db_stats_metadata, json_value, mark
 from trading_pipeline.checks import closes as closes_checks
 from trading_pipeline.checks.limits import STOP_LOSS_RUNS_CONSIDERED
 from trading_pipeline.domain.calendar import session_bounds
-from trading_pipeline.domain.exits import InvalidQuote, decide_exit
 from trading_pipeline.domain.types import ExitReason, OrderSide
 from trading_pipeline.health import stop_loss_freshness
 from trading_pipeline.jobs import STOP_LOSS_JOB
@@ -126,19 +125,9 @@ def kill_switch_text(db: Database) -> str:
 
 
 def positions_beyond_stop(db: Database, run_id: str) -> dict[str, str]:
-    """Open trades whose quote from this run says they should have been stopped out."""
-    latest = repo.quotes_for_run(db, run_id)
-    beyond: dict[str, str] = {}
-    for trade in repo.open_trades(db):
-        quote = latest.get(trade.symbol)
-        if quote is None or trade.stop_loss is None:
-            continue
-        try:
-            decision = decide_exit(trade.position_view(), quote)
-        except InvalidQuote:
-            continue  # already flagged by every_position_judged
-        if decision is not None and decision.reason is ExitReason.STOP_LOSS:
-            beyond[f"{trade.symbol} {str(trade.id)[:8]}"] = f"quote {quote.bid}/{quote.ask}, stop {trade.stop_loss}"
+    """Open trades whose quote from this run says they should have been stopped out (unjudged ones are
+    already flagged by every_position_judged)."""
+    beyond, _ = closes_checks.beyond_stop(repo.open_trades(db), repo.quotes_for_run(db, run_id))
     return beyond
 
 

@@ -33,7 +33,7 @@ def positions(
     # Second line of defence first: record what the broker's own stops closed, re-arm missing legs, cancel
     # orphans — so the reconciliation below compares the DB with the broker as it really is now.
     protection = protect_positions(db, client, now=clock.timestamp)
-    result = reconcile_positions(db, client, now=clock.timestamp)
+    result = reconcile_positions(db, client, now=clock.timestamp, broker_positions=protection.broker_positions)
     mismatches = {**result.missing_at_broker, **result.extra_at_broker, **result.qty_mismatch}
     if mismatches:
         context.log.error(f"positions: {len(mismatches)} reconciliation mismatches: {mismatches}")

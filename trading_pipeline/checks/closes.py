@@ -16,6 +16,7 @@ from trading_pipeline.checks.limits import (
     MIN_STOP_LOSS_SUCCESS_RATE,
     RATIO_JUDGED_AFTER,
 )
+from trading_pipeline.domain.exits import InvalidQuote, decide_exit
 from trading_pipeline.domain.types import ExitReason, PositionSide, Quote
 from trading_pipeline.health import StopLossDiagnosis
 from trading_pipeline.store.database import DatabaseStats
@@ -73,6 +74,28 @@ SPECS = [
         ),
     ),
 ]
+
+
+def beyond_stop(trades: Sequence[TradeRecord], quotes: Mapping[str, Quote]) -> tuple[dict[str, str], dict[str, str]]:
+    """(positions whose quote is beyond their stop-loss, positions that could not be judged and why)."""
+    beyond: dict[str, str] = {}
+    unjudged: dict[str, str] = {}
+    for trade in trades:
+        label = f"{trade.symbol} {str(trade.id)[:8]}"
+        quote = quotes.get(trade.symbol)
+        if trade.stop_loss is None:
+            continue
+        if quote is None:
+            unjudged[label] = "no quote"
+            continue
+        try:
+            decision = decide_exit(trade.position_view(), quote)
+        except InvalidQuote as exc:
+            unjudged[label] = exc.problem
+            continue
+        if decision is not None and decision.reason is ExitReason.STOP_LOSS:
+            beyond[label] = f"quote {quote.bid}/{quote.ask}, stop {trade.stop_loss}"
+    return beyond, unjudged
 
 
 def every_position_judged(flagged: Mapping[str, str]) -> dg.AssetCheckResult:

@@ -50,6 +50,16 @@ class OrderAction(enum.StrEnum):
     TAKE_PROFIT = "tp"
 
 
+def closing_side(side: PositionSide) -> OrderSide:
+    """The order side that closes a position: sell a long, buy back a short."""
+    return OrderSide.SELL if side is PositionSide.LONG else OrderSide.BUY
+
+
+def signed_qty(qty: Decimal, side: PositionSide) -> Decimal:
+    """Quantity with the position's sign (shorts negative): how holdings are compared and summed."""
+    return qty if side is PositionSide.LONG else -qty
+
+
 @dataclass(frozen=True, slots=True)
 class Quote:
     """Top of book for one symbol. Prices are Decimal; the timestamp is timezone-aware."""

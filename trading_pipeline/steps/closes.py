@@ -22,7 +22,7 @@ from trading_pipeline.broker.base import Broker, BrokerError, BrokerOrder, Order
 from trading_pipeline.domain.calendar import NEW_YORK, trading_days_between
 from trading_pipeline.domain.exits import ExitDecision, InvalidQuote, decide_exit, next_high_water_mark
 from trading_pipeline.domain.ids import client_order_id
-from trading_pipeline.domain.types import ExitReason, OrderAction, OrderSide, PositionSide, Quote
+from trading_pipeline.domain.types import ExitReason, OrderAction, Quote, closing_side, signed_qty
 from trading_pipeline.steps.orders import is_dead, order_fields
 from trading_pipeline.steps.protection import STOP_TYPES, cancel_protection
 from trading_pipeline.store import repository as repo
@@ -133,10 +133,6 @@ def run_stop_loss_sweep(
     return result
 
 
-def closing_side(side: PositionSide) -> OrderSide:
-    return OrderSide.SELL if side is PositionSide.LONG else OrderSide.BUY
-
-
 def close_position(
     db: Database,
     broker: Broker,
@@ -149,7 +145,7 @@ def close_position(
     held: dict[str, Decimal] | None = None,
 ) -> None:
     """Claim (tx) → submit (no tx) → record (tx) for one trade."""
-    wanted = signed_qty(trade)
+    wanted = signed_qty(trade.qty, trade.side)
     if held is not None and not _holds(held.get(trade.symbol, Decimal(0)), wanted):
         result.failures[trade.symbol] = (
             f"broker holds {held.get(trade.symbol, 0)} {trade.symbol}, the trade needs {wanted}: no order sent "
@@ -194,10 +190,6 @@ def _sessions_held(trade: repo.TradeRecord, now: datetime) -> int:
     return trading_days_between(trade.entry_at.astimezone(NEW_YORK).date(), now.astimezone(NEW_YORK).date())
 
 
-def signed_qty(trade: repo.TradeRecord) -> Decimal:
-    return trade.qty if trade.side is PositionSide.LONG else -trade.qty
-
-
 def _held_or_none(broker: Broker, result: SweepResult) -> dict[str, Decimal] | None:
     """The held-shares guard needs one positions call; if the broker cannot answer it, closing without the
     guard beats blocking every stop-loss of the run (the reliability suite's 40% fault day)."""
@@ -209,7 +201,7 @@ def _held_or_none(broker: Broker, result: SweepResult) -> dict[str, Decimal] | N
 
 
 def held_quantities(broker: Broker) -> dict[str, Decimal]:
-    return {p.symbol: (p.qty if p.side is PositionSide.LONG else -p.qty) for p in broker.positions()}
+    return {p.symbol: signed_qty(p.qty, p.side) for p in broker.positions()}
 
 
 def _holds(have: Decimal, want: Decimal) -> bool:

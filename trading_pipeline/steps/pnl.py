@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from trading_pipeline.domain.types import PositionSide
+from trading_pipeline.domain.performance import position_pnl
 from trading_pipeline.store import repository as repo
 from trading_pipeline.store.database import Database
 
@@ -26,14 +26,10 @@ class PnL:
         return self.realized + self.unrealized
 
 
-def signed_pnl(side: PositionSide, entry: Decimal, exit_price: Decimal, qty: Decimal) -> Decimal:
-    return (exit_price - entry) * qty if side is PositionSide.LONG else (entry - exit_price) * qty
-
-
 def pnl_since(db: Database, start: datetime) -> PnL:
     realized = sum(
         (
-            signed_pnl(t.side, t.entry_price, t.close_price, t.qty)
+            position_pnl(t.side, t.qty, t.entry_price, t.close_price)
             for t in repo.closed_trades_since(db, start)
             if t.close_price is not None
         ),
@@ -48,7 +44,7 @@ def pnl_since(db: Database, start: datetime) -> PnL:
         if quote is None:
             unmarked.append(trade.symbol)
             continue
-        unrealized += signed_pnl(trade.side, trade.entry_price, quote.mid, trade.qty)
+        unrealized += position_pnl(trade.side, trade.qty, trade.entry_price, quote.mid)
     return PnL(
         realized.quantize(CENT),
         unrealized.quantize(CENT),

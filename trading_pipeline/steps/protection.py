@@ -20,13 +20,14 @@ from trading_pipeline.broker.base import (
     Broker,
     BrokerError,
     BrokerOrder,
+    BrokerPosition,
     OrderClass,
     OrderRequest,
     OrderType,
     TimeInForce,
 )
 from trading_pipeline.domain.ids import client_order_id, parse_client_order_id
-from trading_pipeline.domain.types import ExitReason, OrderAction, OrderSide, PositionSide, TradeStatus
+from trading_pipeline.domain.types import ExitReason, OrderAction, TradeStatus, closing_side
 from trading_pipeline.steps.orders import order_fields
 from trading_pipeline.store import repository as repo
 from trading_pipeline.store.database import Database
@@ -36,6 +37,7 @@ STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
 
 @dataclass
 class ProtectionResult:
+    broker_positions: list[BrokerPosition] = field(default_factory=list)  # as fetched, for the reconciliation
     protected_positions: int = 0
     verified: int = 0
     recreated: list[str] = field(default_factory=list)
@@ -43,10 +45,6 @@ class ProtectionResult:
     orphans_cancelled: list[str] = field(default_factory=list)
     unprotected: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
-
-
-def closing_side(side: PositionSide) -> OrderSide:
-    return OrderSide.SELL if side is PositionSide.LONG else OrderSide.BUY
 
 
 def flatten(orders: Iterable[BrokerOrder]) -> list[BrokerOrder]:
@@ -73,7 +71,8 @@ def protect_positions(db: Database, broker: Broker, *, now: datetime | None = No
     trades = repo.open_trades(db)  # read + commit
     protected = [t for t in trades if t.protected]
     result.protected_positions = len(protected)
-    held = {p.symbol: p for p in broker.positions()}
+    result.broker_positions = broker.positions()  # protection closes no position: still true afterwards
+    held = {p.symbol: p for p in result.broker_positions}
     gone = [t for t in protected if t.symbol not in held]
     if gone:
         record_broker_closes(db, broker, gone, result)

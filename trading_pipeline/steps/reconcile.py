@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from trading_pipeline.broker.base import Broker, BrokerError
-from trading_pipeline.domain.types import PositionSide, TradeStatus
+from trading_pipeline.broker.base import Broker, BrokerError, BrokerPosition
+from trading_pipeline.domain.types import TradeStatus, signed_qty
 from trading_pipeline.steps.orders import is_dead, order_fields
 from trading_pipeline.store import repository as repo
 from trading_pipeline.store.database import Database
@@ -33,10 +33,6 @@ class Reconciliation:
     @property
     def clean(self) -> bool:
         return not (self.missing_at_broker or self.extra_at_broker or self.qty_mismatch)
-
-
-def signed(qty: Decimal, side: PositionSide) -> Decimal:
-    return qty if side is PositionSide.LONG else -qty
 
 
 def resolve_pending_entries(
@@ -77,16 +73,24 @@ def resolve_pending_entries(
             result.pending_waiting += 1
 
 
-def reconcile_positions(db: Database, broker: Broker, *, now: datetime | None = None) -> Reconciliation:
+def reconcile_positions(
+    db: Database,
+    broker: Broker,
+    *,
+    now: datetime | None = None,
+    broker_positions: list[BrokerPosition] | None = None,
+) -> Reconciliation:
+    """`broker_positions`: what this run already fetched (the protection step), so the broker is asked once."""
     result = Reconciliation()
     resolve_pending_entries(db, broker, result, now=now)
     expected: dict[str, Decimal] = defaultdict(Decimal)
     for trade in repo.open_trades(db):
-        expected[trade.symbol] += signed(trade.qty, trade.side)
+        expected[trade.symbol] += signed_qty(trade.qty, trade.side)
     # A `closing` row's order may or may not have filled yet: its symbol is judged after the sweep settles it.
     closing = {t.symbol for t in repo.closing_trades(db)}
     result.closing_symbols = sorted(closing)
-    held = {p.symbol: signed(p.qty, p.side) for p in broker.positions()}
+    positions = broker.positions() if broker_positions is None else broker_positions
+    held = {p.symbol: signed_qty(p.qty, p.side) for p in positions}
     result.db_symbols = len(expected)
     result.broker_symbols = len(held)
     for symbol in sorted((set(expected) | set(held)) - closing):
