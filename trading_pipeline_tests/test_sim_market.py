@@ -12,8 +12,8 @@ from decimal import Decimal
 import exchange_calendars as xcals
 import pytest
 
+from trading_pipeline.sim.errors import SimApiError
 from trading_pipeline.sim.market import Market
-from trading_pipeline.sim.orders import SimApiError
 from trading_pipeline.sim.universe import generate_universe
 
 try:

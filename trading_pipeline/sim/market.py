@@ -22,7 +22,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from trading_pipeline.sim.orders import OrderBook, OrderParams, SimOrder, parse_order_request
+from trading_pipeline.sim.account import SimOrder
+from trading_pipeline.sim.order_requests import OrderParams, parse_order_request
+from trading_pipeline.sim.orders import OrderBook
 from trading_pipeline.sim.prices import DailyBars, PriceModel, round_to_tick
 from trading_pipeline.sim.sessions import NyseSessions
 from trading_pipeline.sim.universe import BENCHMARK_SYMBOL, SimAsset, generate_universe, uuid_from

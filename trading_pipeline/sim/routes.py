@@ -16,8 +16,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from trading_pipeline.sim import wire
+from trading_pipeline.sim.account import SimOrder
+from trading_pipeline.sim.errors import CODE_INVALID_REQUEST, SimApiError, invalid
 from trading_pipeline.sim.market import Market
-from trading_pipeline.sim.orders import CODE_INVALID_REQUEST, SimApiError, SimOrder, invalid
 
 if TYPE_CHECKING:
     from trading_pipeline.sim.server import SimBroker

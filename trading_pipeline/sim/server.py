@@ -33,15 +33,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from trading_pipeline.sim.faults import FaultConfig, FaultInjector
-from trading_pipeline.sim.market import DEFAULT_INITIAL_CASH, DEFAULT_N_SYMBOLS, DEFAULT_SEED, Market
-from trading_pipeline.sim.orders import (
+from trading_pipeline.sim.errors import (
     CODE_INTERNAL,
     CODE_MALFORMED_BODY,
     CODE_RATE_LIMITED,
     CODE_UNAUTHORIZED,
     SimApiError,
 )
+from trading_pipeline.sim.faults import FaultConfig, FaultInjector
+from trading_pipeline.sim.market import DEFAULT_INITIAL_CASH, DEFAULT_N_SYMBOLS, DEFAULT_SEED, Market
 from trading_pipeline.sim.routes import Request, Response, Route, match
 
 log = logging.getLogger(__name__)

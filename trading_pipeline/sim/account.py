@@ -1,0 +1,77 @@
+"""The simulated account's records: orders, positions and the values the account is reported with.
+
+Plain data shared by the order book (`orders.py`), matching (`fills.py`) and Alpaca's JSON (`wire.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
+WORKING_STATUSES = frozenset({"new", "accepted", "partially_filled"})
+
+
+@dataclass
+class SimOrder:
+    id: str
+    client_order_id: str
+    symbol: str
+    asset_id: str
+    side: str
+    qty: Decimal
+    type: str
+    time_in_force: str
+    order_class: str
+    status: str
+    created_at: datetime
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    updated_at: datetime | None = None
+    submitted_at: datetime | None = None
+    filled_at: datetime | None = None
+    canceled_at: datetime | None = None
+    expired_at: datetime | None = None
+    expires_at: datetime | None = None
+    filled_qty: Decimal = Decimal(0)
+    filled_avg_price: Decimal | None = None
+    parent_id: str | None = None
+    leg_ids: list[str] = field(default_factory=list)
+    # Orders sharing an exit group are one-cancels-other siblings (bracket legs, an OCO pair).
+    exit_group: str | None = None
+    position_intent: str | None = None
+    extended_hours: bool = False
+    triggered: bool = False
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def is_open(self) -> bool:
+        return not self.is_terminal
+
+
+@dataclass
+class SimPosition:
+    symbol: str
+    asset_id: str
+    exchange: str
+    qty: Decimal  # signed: negative for a short
+    avg_entry_price: Decimal
+
+    @property
+    def side(self) -> str:
+        return "long" if self.qty > 0 else "short"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountValues:
+    cash: Decimal
+    long_market_value: Decimal
+    short_market_value: Decimal
+    equity: Decimal
+    initial_margin: Decimal
+    buying_power: Decimal
+    last_equity: Decimal
