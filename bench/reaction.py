@@ -165,7 +165,7 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.02) -> Any:
 def wait_until_idle(instance: Any, timeout: float) -> None:
     import dagster as dg
 
-    from trading_pipeline.automation.runs import IN_FLIGHT
+    from trading_pipeline.monitoring.runs import IN_FLIGHT
 
     def idle() -> bool:
         return not instance.get_run_records(dg.RunsFilter(job_name=JOB, statuses=IN_FLIGHT), limit=1)

@@ -403,7 +403,7 @@ def measure_dagster(
     import dagster as dg
 
     from trading_pipeline.definitions import build_definitions, build_resources
-    from trading_pipeline.jobs import STOP_LOSS_JOB
+    from trading_pipeline.domain.names import STOP_LOSS_JOB
     from trading_pipeline.settings import Settings
 
     with seeded(backend, positions, symbols, 0, latency_ms) as (db, sim, _beyond):

@@ -1,5 +1,5 @@
-"""The one dagster.Definitions of the product: assets, checks, jobs, resources (schedules and sensors
-join in `automation/`).
+"""The one dagster.Definitions of the product: assets, checks, jobs, schedules, sensors and resources; it
+wires the automation into the monitoring assets (`health`, `preflight`) that judge it.
 
 Settings are read when the code location loads, so a forbidden configuration (live trading without the
 opt-in, an unknown broker kind) stops the location from loading with the reason, instead of failing later.
@@ -14,15 +14,14 @@ import dagster as dg
 
 from trading_pipeline.assets.closes import closes
 from trading_pipeline.assets.entries import entries
-from trading_pipeline.assets.health import health
+from trading_pipeline.assets.health import build_health_asset
 from trading_pipeline.assets.performance import performance
 from trading_pipeline.assets.positions import positions
-from trading_pipeline.assets.preflight import preflight
+from trading_pipeline.assets.preflight import build_preflight_asset
 from trading_pipeline.assets.quotes import quotes
 from trading_pipeline.assets.universe import universe
-from trading_pipeline.automation.registry import SCHEDULES, SENSORS
-from trading_pipeline.jobs import health_job, preflight_job, stop_loss_job, trading_day_job
-from trading_pipeline.jobs_performance import performance_job
+from trading_pipeline.automation.jobs import health_job, performance_job, preflight_job, stop_loss_job, trading_day_job
+from trading_pipeline.automation.registry import AUTOMATION, SCHEDULES, SENSORS
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
@@ -78,7 +77,16 @@ def _secret(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
-ASSETS = [universe, quotes, positions, entries, closes, preflight, health, performance]
+ASSETS = [
+    universe,
+    quotes,
+    positions,
+    entries,
+    closes,
+    build_preflight_asset(AUTOMATION),
+    build_health_asset(AUTOMATION),
+    performance,
+]
 JOBS = [stop_loss_job, trading_day_job, preflight_job, health_job, performance_job]
 
 

@@ -13,7 +13,7 @@ from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOr
 from dagster._core.storage.runs.schema import RunsTable
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from trading_pipeline.jobs import STOP_LOSS_JOB
+from trading_pipeline.domain.names import STOP_LOSS_JOB
 
 ROOT = Path(__file__).resolve().parents[1]
 

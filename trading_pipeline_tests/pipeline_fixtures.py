@@ -14,7 +14,7 @@ from trading_pipeline.domain.types import PositionSide, TradeStatus
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.strategy import StrategyConfig
 from trading_pipeline.sim.server import SimBroker
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -59,7 +59,7 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
 
 def seed_positions(
     db: Database, sim: SimBroker, symbols: Iterable[str], *, qty: int = 10, stop_pct: str = "3", tp_pct: str = "6"
-) -> list[repo.TradeRecord]:
+) -> list[trades_repo.TradeRecord]:
     """Buy each symbol at the sim broker and record the matching open trade, as entries would."""
     trades = []
     for symbol in symbols:
@@ -69,9 +69,9 @@ def seed_positions(
         assert order.status == "filled", (symbol, order.status)
         price = order.filled_avg_price
         trades.append(
-            repo.insert_trade(
+            trades_repo.insert_trade(
                 db,
-                repo.NewTrade(
+                trades_repo.NewTrade(
                     symbol=symbol,
                     side=PositionSide.LONG,
                     qty=Decimal(qty),

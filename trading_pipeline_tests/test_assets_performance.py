@@ -23,9 +23,9 @@ from trading_pipeline.assets.trading_days import (
     trading_day_partitions,
     weekday_holidays,
 )
+from trading_pipeline.cli.reporting import run_backfill
 from trading_pipeline.definitions import ASSETS
 from trading_pipeline.domain.types import ExitReason, OrderSide, PositionSide, TradeStatus
-from trading_pipeline.reporting.cli_commands import run_backfill
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.sim.server import SimBroker
@@ -282,7 +282,7 @@ def test_backfill_of_20_trading_days_completes_and_is_idempotent(
 
 
 def test_universe_backfill_runs_one_partition_per_run(database_url: str, db: Database, sim: SimBroker) -> None:
-    from trading_pipeline.store import repository as repo
+    from trading_pipeline.store import runs_repository as runs_repo
 
     defs = pipeline_definitions(database_url, sim)
     config = {"ops": {"universe": {"config": {"sample_size": 20}}}}
@@ -291,7 +291,7 @@ def test_universe_backfill_runs_one_partition_per_run(database_url: str, db: Dat
     assert outcome.success and outcome.keys == ["2026-11-16", "2026-11-17", "2026-11-18"]
     assert len(outcome.runs) == 3
     for n in range(3):
-        snapshot = repo.get_universe_snapshot(db, first + timedelta(days=n))
+        snapshot = runs_repo.get_universe_snapshot(db, first + timedelta(days=n))
         assert snapshot is not None and len(snapshot.symbols) == 20
 
 
@@ -304,7 +304,8 @@ def _png_from_markdown(text: str) -> bytes:
 
 
 def test_performance_job_materializes_one_trading_day(database_url: str, db: Database, sim: SimBroker, tmp_path):
-    from trading_pipeline.jobs_performance import PERFORMANCE_JOB, performance_job
+    from trading_pipeline.automation.jobs import performance_job
+    from trading_pipeline.domain.names import PERFORMANCE_JOB
 
     defs = dg.Definitions(assets=[performance], jobs=[performance_job], resources=resources(database_url, sim))
     result = defs.resolve_job_def(PERFORMANCE_JOB).execute_in_process(

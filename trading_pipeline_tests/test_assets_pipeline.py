@@ -11,10 +11,13 @@ import pytest
 import sqlalchemy as sa
 
 from trading_pipeline.domain.ids import client_order_id
+from trading_pipeline.domain.names import STOP_LOSS_JOB, TRADING_DAY_JOB
 from trading_pipeline.domain.types import ExitReason, OrderAction, OrderSide, TradeStatus
-from trading_pipeline.jobs import STOP_LOSS_JOB, TRADING_DAY_JOB
 from trading_pipeline.steps.closes import run_stop_loss_sweep
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import claims_repository as claims_repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import runs_repository as runs_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 from trading_pipeline_tests.pipeline_fixtures import (
     TEST_DAY,
@@ -47,7 +50,7 @@ def test_trading_day_then_stop_loss(database_url: str, db: Database, sim) -> Non
     assert universe["sample_size"] == 120 and "first_letter_histogram" in universe
     entries = metadata(day, "entries")
     assert entries["opened"] == 8 == entries["orders_submitted"]
-    opened = repo.open_trades(db)
+    opened = trades_repo.open_trades(db)
     assert len(opened) == 8
     held = {p.symbol: p.qty for p in sim.market.book.positions.values()}
     assert held == {t.symbol: t.qty for t in opened}
@@ -63,10 +66,10 @@ def test_trading_day_then_stop_loss(database_url: str, db: Database, sim) -> Non
     assert closes["closed_stop_loss"] >= 1 and closes["positions_checked"] == 8
     assert closes["db_checkouts_during_broker_calls"] == 0
     assert all(check_results(sweep).values()), check_results(sweep)
-    closed = repo.get_trade(db, victim.id)
+    closed = trades_repo.get_trade(db, victim.id)
     assert closed is not None and closed.status is TradeStatus.CLOSED and closed.close_reason is ExitReason.STOP_LOSS
     assert victim.symbol not in sim.market.book.positions
-    order = repo.get_order(db, closed.close_client_order_id)
+    order = orders_repo.get_order(db, closed.close_client_order_id)
     assert order is not None and order.side is OrderSide.SELL and isinstance(order.raw["id"], str)
     # The decision run's JSON metadata holds the broker's order objects, UUIDs and all.
     with db.engine.connect() as conn:
@@ -83,7 +86,7 @@ def test_universe_rerun_is_idempotent_and_unbiased(database_url: str, db: Databa
     second = run_job(defs, TRADING_DAY_JOB, partition_key=TEST_DAY, run_config=config)
     assert first.success and second.success and job.name == TRADING_DAY_JOB
     assert metadata(first, "universe")["seed"] == metadata(second, "universe")["seed"]
-    snapshot = repo.get_universe_snapshot(db, __import__("datetime").date.fromisoformat(TEST_DAY))
+    snapshot = runs_repo.get_universe_snapshot(db, __import__("datetime").date.fromisoformat(TEST_DAY))
     assert snapshot is not None and len(snapshot.symbols) == 100
     assert sorted(snapshot.symbols) != list(snapshot.symbols)  # shuffled, not the sorted head
     with db.engine.connect() as conn:
@@ -151,7 +154,7 @@ def test_overlapping_sweeps_close_each_position_exactly_once(postgres_server_url
     assert len(sells) == 40
     assert max(Counter(o.client_order_id for o in sells).values()) == 1
     with Database(postgres_server_url) as db:
-        assert repo.open_trades(db) == [] and repo.closing_trades(db) == []
+        assert trades_repo.open_trades(db) == [] and trades_repo.closing_trades(db) == []
 
 
 def test_crash_after_submit_is_recorded_without_a_second_order(db: Database, sim) -> None:
@@ -159,7 +162,7 @@ def test_crash_after_submit_is_recorded_without_a_second_order(db: Database, sim
     sim.market.gap(trade.symbol, -10)
     cid = client_order_id(trade.id, OrderAction.CLOSE, 0)
     # The crashed run: claimed and submitted, then died before recording.
-    assert repo.claim_for_close(
+    assert claims_repo.claim_for_close(
         db, trade.id, client_order_id=cid, reason=ExitReason.STOP_LOSS, trigger_price=trade.stop_loss, run_id="crashed"
     )
     sim.market.submit_order(
@@ -174,7 +177,7 @@ def test_crash_after_submit_is_recorded_without_a_second_order(db: Database, sim
     )
     result = run_stop_loss_sweep(db, make_broker(sim), run_id="next")
     assert result.leftovers_found == 1 and result.leftovers_closed == 1 and result.orders_submitted == 0
-    closed = repo.get_trade(db, trade.id)
+    closed = trades_repo.get_trade(db, trade.id)
     assert closed is not None and closed.status is TradeStatus.CLOSED and closed.close_reason is ExitReason.STOP_LOSS
     assert len([o for o in broker_orders(sim) if o.side == "sell"]) == 1
 
@@ -183,7 +186,7 @@ def test_crash_before_submit_is_retried_once_after_the_grace(db: Database, sim) 
     [trade] = seed_positions(db, sim, tradable_symbols(sim.market, 1), qty=2)
     sim.market.gap(trade.symbol, -10)
     cid = client_order_id(trade.id, OrderAction.CLOSE, 0)
-    assert repo.claim_for_close(
+    assert claims_repo.claim_for_close(
         db,
         trade.id,
         client_order_id=cid,
@@ -199,7 +202,7 @@ def test_crash_before_submit_is_retried_once_after_the_grace(db: Database, sim) 
     assert later.leftovers_released == 1 and later.closed == 1 and later.orders_submitted == 1
     sells = [o for o in broker_orders(sim) if o.side == "sell"]
     assert [o.client_order_id for o in sells] == [client_order_id(trade.id, OrderAction.CLOSE, 1)]
-    assert repo.get_trade(db, trade.id).status is TradeStatus.CLOSED
+    assert trades_repo.get_trade(db, trade.id).status is TradeStatus.CLOSED
 
 
 def test_two_consecutive_runs_get_their_own_engine(database_url: str, db: Database, sim, monkeypatch) -> None:
@@ -239,7 +242,7 @@ def test_stale_quote_is_flagged_and_fails_the_run_loudly(database_url: str, db: 
         if hasattr(closes["flagged_positions"], "text")
         else trades[0].symbol in str(closes["flagged_positions"])
     )
-    assert repo.get_trade(db, trades[0].id).status is TradeStatus.OPEN  # not closed on a stale price
+    assert trades_repo.get_trade(db, trades[0].id).status is TradeStatus.OPEN  # not closed on a stale price
 
 
 def test_entries_without_universe_or_buying_power_place_no_orders(database_url: str, db: Database) -> None:

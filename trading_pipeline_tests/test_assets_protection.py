@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from trading_pipeline.domain.ids import client_order_id
+from trading_pipeline.domain.names import STOP_LOSS_JOB, TRADING_DAY_JOB
 from trading_pipeline.domain.types import ExitReason, OrderAction, PositionSide, TradeStatus
-from trading_pipeline.jobs import STOP_LOSS_JOB, TRADING_DAY_JOB
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.alerts_repository import current_trading_state, firing_alerts, set_trading_state
 from trading_pipeline.store.database import Database
 from trading_pipeline_tests.pipeline_fixtures import (
@@ -47,7 +47,7 @@ def sells(sim) -> list:
 
 def test_gap_through_stop_while_the_pipeline_is_down(database_url: str, db: Database, sim) -> None:
     defs = open_protected(database_url, sim)
-    trades = repo.open_trades(db)
+    trades = trades_repo.open_trades(db)
     assert all(t.protected and t.protection_client_order_id == t.open_client_order_id for t in trades)
     victim = sorted(trades, key=lambda t: t.symbol)[0]
     # Nothing runs for an hour; meanwhile the price gaps through the stop. The broker's own stop leg fills.
@@ -58,7 +58,7 @@ def test_gap_through_stop_while_the_pipeline_is_down(database_url: str, db: Data
     result = run_job(defs, STOP_LOSS_JOB)
     assert result.success, check_results(result)
     assert metadata(result, "positions")["closed_by_broker_orders"] == 1
-    closed = repo.get_trade(db, victim.id)
+    closed = trades_repo.get_trade(db, victim.id)
     assert closed is not None and closed.status is TradeStatus.CLOSED
     assert closed.close_reason is ExitReason.BROKER_STOP and closed.close_price is not None
     checks = check_results(result)
@@ -69,7 +69,7 @@ def test_gap_through_stop_while_the_pipeline_is_down(database_url: str, db: Data
 
 def test_a_missing_protective_leg_is_recreated_exactly_once(database_url: str, db: Database, sim) -> None:
     defs = open_protected(database_url, sim, n=2)
-    target = sorted(repo.open_trades(db), key=lambda t: t.symbol)[0]
+    target = sorted(trades_repo.open_trades(db), key=lambda t: t.symbol)[0]
     stop_leg = next(o for o in broker_orders(sim) if o.symbol == target.symbol and o.type == "stop" and o.is_open)
     sim.market.cancel_order(stop_leg.id)  # someone cancels it by hand in the broker's UI
     first = run_job(defs, STOP_LOSS_JOB)
@@ -79,7 +79,7 @@ def test_a_missing_protective_leg_is_recreated_exactly_once(database_url: str, d
     assert metadata(second, "positions")["protection_verified"] == 2
     cid = client_order_id(target.id, OrderAction.STOP, 0)
     assert Counter(o.client_order_id for o in broker_orders(sim))[cid] == 1
-    assert repo.get_trade(db, target.id).protection_client_order_id == cid
+    assert trades_repo.get_trade(db, target.id).protection_client_order_id == cid
     # The re-armed stop works: a gap now closes the position at the broker.
     sim.market.gap(target.symbol, -20)
     assert target.symbol not in sim.market.book.positions
@@ -96,7 +96,7 @@ def test_kill_switch_blocks_entries_but_not_closes(database_url: str, db: Databa
     sim.market.gap(trade.symbol, -10)
     sweep = run_job(defs, STOP_LOSS_JOB)
     assert sweep.success and metadata(sweep, "closes")["closed_stop_loss"] == 1
-    assert repo.get_trade(db, trade.id).status is TradeStatus.CLOSED
+    assert trades_repo.get_trade(db, trade.id).status is TradeStatus.CLOSED
 
 
 def test_daily_loss_breach_halts_and_alerts(database_url: str, db: Database, sim) -> None:
@@ -121,9 +121,9 @@ def test_trailing_stop_ratchets_up_never_down_then_fires(database_url: str, db: 
         {"symbol": symbol, "qty": "5", "side": "buy", "type": "market", "time_in_force": "day"}
     )
     price = order.filled_avg_price
-    trade = repo.insert_trade(
+    trade = trades_repo.insert_trade(
         db,
-        repo.NewTrade(
+        trades_repo.NewTrade(
             symbol=symbol,
             side=PositionSide.LONG,
             qty=Decimal(5),
@@ -138,12 +138,12 @@ def test_trailing_stop_ratchets_up_never_down_then_fires(database_url: str, db: 
     for bid in (price * Decimal("1.10"), price * Decimal("1.06"), price * Decimal("1.08")):
         sim.market.set_price(symbol, bid, bid + Decimal("0.02"))
         assert run_job(defs, STOP_LOSS_JOB).success
-        marks.append(repo.get_trade(db, trade.id).high_water_mark)
+        marks.append(trades_repo.get_trade(db, trade.id).high_water_mark)
     top = (price * Decimal("1.10")).quantize(Decimal("0.01"))
     assert marks[0] >= top - Decimal("0.01") and marks[1] == marks[0] and marks[2] == marks[0]  # never down
     sim.market.set_price(symbol, price * Decimal("1.03"), price * Decimal("1.03") + Decimal("0.02"))
     result = run_job(defs, STOP_LOSS_JOB)
-    closed = repo.get_trade(db, trade.id)
+    closed = trades_repo.get_trade(db, trade.id)
     assert result.success and closed.status is TradeStatus.CLOSED and closed.close_reason is ExitReason.TRAILING_STOP
 
 
@@ -152,16 +152,16 @@ def test_max_age_exit_after_n_sessions(database_url: str, db: Database, sim) -> 
     sim.market.submit_order({"symbol": symbol, "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"})
     old = datetime(2026, 11, 16, 15, 0, tzinfo=UTC)  # six sessions before the sim's 2026-11-24
     price = sim.market.book.positions[symbol].avg_entry_price
-    trade = repo.insert_trade(
+    trade = trades_repo.insert_trade(
         db,
-        repo.NewTrade(
+        trades_repo.NewTrade(
             symbol=symbol, side=PositionSide.LONG, qty=Decimal(1), entry_price=price, entry_at=old, stop_loss=price / 2
         ),
     )
     kept = run_job(pipeline_definitions(database_url, sim, max_age_trading_days=10), STOP_LOSS_JOB)
-    assert kept.success and repo.get_trade(db, trade.id).status is TradeStatus.OPEN
+    assert kept.success and trades_repo.get_trade(db, trade.id).status is TradeStatus.OPEN
     aged = run_job(pipeline_definitions(database_url, sim, max_age_trading_days=5), STOP_LOSS_JOB)
-    closed = repo.get_trade(db, trade.id)
+    closed = trades_repo.get_trade(db, trade.id)
     assert aged.success and closed.status is TradeStatus.CLOSED and closed.close_reason is ExitReason.MAX_AGE
 
 
@@ -183,7 +183,7 @@ def test_invalid_risk_settings_are_alerted_but_never_stop_the_sweep(database_url
     sim.market.gap(trade.symbol, -10)
     defs = pipeline_definitions(database_url, sim, max_open_positions=-1, max_age_trading_days=0)
     sweep = run_job(defs, STOP_LOSS_JOB)
-    assert sweep.success and repo.get_trade(db, trade.id).status is TradeStatus.CLOSED
+    assert sweep.success and trades_repo.get_trade(db, trade.id).status is TradeStatus.CLOSED
     problem = metadata(sweep, "closes")["settings_problem"]
     assert "max_age_trading_days" in problem and "max_open_positions" in problem
     assert "config:strategy" in {a.key for a in firing_alerts(db)}

@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from trading_pipeline.automation.registry import AUTOMATION
 from trading_pipeline.broker.factory import broker_from_settings
-from trading_pipeline.cli import main
-from trading_pipeline.preflight import render, run_preflight
+from trading_pipeline.cli.main import main
+from trading_pipeline.monitoring.preflight import render, run_preflight
 from trading_pipeline.settings import Settings
 from trading_pipeline.store.alerts_repository import firing_alerts, set_trading_state
 from trading_pipeline.store.database import Database
@@ -44,6 +45,7 @@ def preflight(instance, db, sim_url: str | None, *, now=TUESDAY_0855, env=None, 
         db=db,
         environ=environ,
         broker_factory=lambda: broker_from_settings(settings, environ, timeout=2.0),
+        automation=AUTOMATION,
         **kw,
     )
     return report, {item.name: item for item in report.items}

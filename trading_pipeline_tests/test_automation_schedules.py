@@ -112,7 +112,7 @@ def test_every_schedule_and_sensor_defaults_to_running() -> None:
 
 
 def test_repo_dagster_yaml_limits_stop_loss_runs_to_one(tmp_path) -> None:
-    from trading_pipeline.jobs import CONCURRENCY_TAG
+    from trading_pipeline.domain.names import CONCURRENCY_TAG
 
     with project_instance(tmp_path / "limits") as instance:
         limits = instance.get_settings("concurrency")["runs"]["tag_concurrency_limits"]

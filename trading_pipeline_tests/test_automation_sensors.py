@@ -12,8 +12,8 @@ import pytest
 from dagster import DagsterRunStatus
 
 import trading_pipeline.automation.sensors as sensors
-from trading_pipeline.alerting import AlertDispatcher
 from trading_pipeline.definitions import defs
+from trading_pipeline.resources.alert_delivery import AlertDispatcher
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
@@ -276,7 +276,7 @@ def test_a_failing_webhook_does_not_fail_the_sensor(instance, database_url: str,
         "alerts": AlertsResource(webhook_url="http://127.0.0.1:1/x", webhook_timeout_seconds=0.5),
         "database": TradingDatabase(url=database_url),
     }
-    monkeypatch.setattr("trading_pipeline.alerting.time.sleep", lambda s: None)
+    monkeypatch.setattr("trading_pipeline.resources.alert_delivery.time.sleep", lambda s: None)
     craft_run(instance, defs, DagsterRunStatus.SUCCESS, NOW - timedelta(minutes=11), NOW - timedelta(minutes=10))
     result = watchdog(instance, broken, monkeypatch)
     assert "ALERT runs_not_launched" in result.skip_message

@@ -18,9 +18,9 @@ from trading_pipeline.checks import universe as universe_checks
 from trading_pipeline.domain.sampling import first_letter_histogram, shuffled_sample
 from trading_pipeline.domain.stats import chi_square_pvalue, chi_square_statistic
 from trading_pipeline.domain.types import ExitReason, PositionSide, Quote, TradeStatus
-from trading_pipeline.health import StopLossDiagnosis
+from trading_pipeline.monitoring.health import StopLossDiagnosis
 from trading_pipeline.store.database import DatabaseStats
-from trading_pipeline.store.repository import TradeRecord
+from trading_pipeline.store.trades_repository import TradeRecord
 
 NOW = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 11:00 ET, a Tuesday
 D = Decimal

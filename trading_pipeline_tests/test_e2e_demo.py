@@ -8,9 +8,10 @@ from datetime import date
 import dagster as dg
 import pytest
 
-from trading_pipeline.demo import Demo, DemoOptions, render_report
 from trading_pipeline.domain.types import OrderSide, TradeStatus
-from trading_pipeline.store import repository as repo
+from trading_pipeline.harness.demo import Demo, DemoOptions, render_report
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
 
@@ -42,10 +43,10 @@ def test_demo_small_session(tmp_path, protective: bool) -> None:
     assert "12/12" in out.getvalue() and "scripted" in out.getvalue()
 
     with Database(f"sqlite:///{report.database_path}") as db:
-        counts = repo.count_trades_by_status(db)
-        sides = repo.count_orders_by_side(db)
+        counts = trades_repo.count_trades_by_status(db)
+        sides = orders_repo.count_orders_by_side(db)
         assert report.positions_opened == counts[TradeStatus.OPEN] + counts[TradeStatus.CLOSED] == 8
-        assert report.closes_by_reason == repo.closes_by_reason(db)
+        assert report.closes_by_reason == trades_repo.closes_by_reason(db)
         assert (report.buys, report.sells) == (sides[OrderSide.BUY], sides[OrderSide.SELL])
         assert report.open_positions == counts[TradeStatus.OPEN]
     # One multi-symbol request per run and per sensor tick (3 ticks between scheduled runs), never per position.

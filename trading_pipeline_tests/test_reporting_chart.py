@@ -11,8 +11,13 @@ import numpy as np
 from PIL import Image
 
 from trading_pipeline.domain.performance import PerformanceRow
-from trading_pipeline.reporting.chart import BENCHMARK_COLOUR, PORTFOLIO_COLOUR, chart_markdown, render_equity_chart
-from trading_pipeline.reporting.table import markdown_table, text_table
+from trading_pipeline.steps.performance_chart import (
+    BENCHMARK_COLOUR,
+    PORTFOLIO_COLOUR,
+    chart_markdown,
+    render_equity_chart,
+)
+from trading_pipeline.steps.performance_table import markdown_table, text_table
 
 D = Decimal
 

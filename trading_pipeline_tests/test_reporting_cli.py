@@ -12,9 +12,9 @@ import dagster as dg
 import pytest
 from PIL import Image
 
-from trading_pipeline.cli import main
+from trading_pipeline.cli.main import main
+from trading_pipeline.cli.reporting import register
 from trading_pipeline.domain.types import PositionSide, TradeStatus
-from trading_pipeline.reporting.cli_commands import register
 from trading_pipeline.store.database import Database
 from trading_pipeline.store.migrate import upgrade
 from trading_pipeline.store.models import Trade

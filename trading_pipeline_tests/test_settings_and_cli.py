@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trading_pipeline.cli import main
+from trading_pipeline.cli.main import main
 from trading_pipeline.settings import BrokerKind, Settings, SettingsError, TradingMode
 from trading_pipeline.store.migrate import head_revision
 

@@ -9,12 +9,16 @@ from decimal import Decimal
 import pytest
 from dagster import DagsterRunStatus
 
+from trading_pipeline.automation.registry import AUTOMATION
 from trading_pipeline.checks.registry import ALL_SPECS
-from trading_pipeline.cli import main
+from trading_pipeline.cli.main import main
 from trading_pipeline.definitions import defs
 from trading_pipeline.domain.types import ExitReason, OrderSide, PositionSide, Quote
-from trading_pipeline.status import build_status, render_status
-from trading_pipeline.store import repository as repo
+from trading_pipeline.monitoring.status import build_status, render_status
+from trading_pipeline.store import claims_repository as claims_repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import runs_repository as runs_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.alerts_repository import record_firing
 from trading_pipeline.store.database import Database
 from trading_pipeline_tests.automation_fixtures import beat, craft_run, project_instance
@@ -32,9 +36,9 @@ def instance(tmp_path):
 def book_a_day(db: Database) -> None:
     """One winner closed today, one position open, marked by a stored quote."""
     at = SATURDAY - timedelta(hours=2)
-    winner = repo.insert_trade(
+    winner = trades_repo.insert_trade(
         db,
-        repo.NewTrade(
+        trades_repo.NewTrade(
             symbol="WIN",
             side=PositionSide.LONG,
             qty=Decimal(10),
@@ -43,13 +47,13 @@ def book_a_day(db: Database) -> None:
             stop_loss=Decimal(95),
         ),
     )
-    repo.claim_for_close(
+    claims_repo.claim_for_close(
         db, winner.id, client_order_id="tp-win", reason=ExitReason.TAKE_PROFIT, trigger_price=None, run_id="r1"
     )
-    repo.record_close(db, winner.id, client_order_id="tp-win", close_price=Decimal(106), closed_at=at)
-    repo.insert_trade(
+    claims_repo.record_close(db, winner.id, client_order_id="tp-win", close_price=Decimal(106), closed_at=at)
+    trades_repo.insert_trade(
         db,
-        repo.NewTrade(
+        trades_repo.NewTrade(
             symbol="HOLD",
             side=PositionSide.LONG,
             qty=Decimal(5),
@@ -58,11 +62,11 @@ def book_a_day(db: Database) -> None:
             stop_loss=Decimal(48),
         ),
     )
-    repo.save_quotes(db, [Quote("HOLD", Decimal("51.90"), Decimal("52.10"), at)], run_id="r1")
+    runs_repo.save_quotes(db, [Quote("HOLD", Decimal("51.90"), Decimal("52.10"), at)], run_id="r1")
     for cid, side in (("b1", OrderSide.BUY), ("b2", OrderSide.BUY), ("s1", OrderSide.SELL)):
-        repo.upsert_order(
+        orders_repo.upsert_order(
             db,
-            repo.OrderFields(
+            orders_repo.OrderFields(
                 client_order_id=cid,
                 symbol="WIN",
                 side=side,
@@ -79,7 +83,14 @@ def test_healthy_system_reports_health_then_outcomes_then_pnl(instance, db: Data
     craft_run(instance, defs, DagsterRunStatus.SUCCESS, SATURDAY - timedelta(days=1), SATURDAY - timedelta(days=1))
     book_a_day(db)
     report = build_status(
-        now=SATURDAY, day=DAY, instance=instance, instance_problem=None, db=db, db_problem=None, check_specs=ALL_SPECS
+        now=SATURDAY,
+        day=DAY,
+        instance=instance,
+        instance_problem=None,
+        db=db,
+        db_problem=None,
+        automation=AUTOMATION,
+        check_specs=ALL_SPECS,
     )
     text = render_status(report)
     assert report.healthy, text
@@ -104,7 +115,14 @@ def test_broken_system_says_so_first_in_plain_words(instance, db: Database) -> N
     )
     book_a_day(db)
     report = build_status(
-        now=SATURDAY, day=DAY, instance=instance, instance_problem=None, db=db, db_problem=None, check_specs=ALL_SPECS
+        now=SATURDAY,
+        day=DAY,
+        instance=instance,
+        instance_problem=None,
+        db=db,
+        db_problem=None,
+        automation=AUTOMATION,
+        check_specs=ALL_SPECS,
     )
     first = render_status(report).splitlines()[0]
     assert not report.healthy
@@ -128,7 +146,14 @@ def test_a_failed_error_check_makes_status_unhealthy(instance, db: Database) -> 
         )
     )
     report = build_status(
-        now=SATURDAY, day=DAY, instance=instance, instance_problem=None, db=db, db_problem=None, check_specs=ALL_SPECS
+        now=SATURDAY,
+        day=DAY,
+        instance=instance,
+        instance_problem=None,
+        db=db,
+        db_problem=None,
+        automation=AUTOMATION,
+        check_specs=ALL_SPECS,
     )
     assert not report.healthy and "closes:stops_honoured: 2 stop crosses not closed" in render_status(report)
 
@@ -160,7 +185,14 @@ def test_a_halt_is_said_first(instance, db: Database) -> None:
     beat(instance, at=SATURDAY)
     set_trading_state(db, halted=True, actor="ana", reason="broker incident")
     report = build_status(
-        now=SATURDAY, day=DAY, instance=instance, instance_problem=None, db=db, db_problem=None, check_specs=ALL_SPECS
+        now=SATURDAY,
+        day=DAY,
+        instance=instance,
+        instance_problem=None,
+        db=db,
+        db_problem=None,
+        automation=AUTOMATION,
+        check_specs=ALL_SPECS,
     )
     first = render_status(report).splitlines()[0]
     assert first.startswith("HEALTH: NOT OK") and "kill switch: HALTED by ana: broker incident" in first

@@ -7,20 +7,22 @@ import dagster as dg
 from dagster import DagsterRunStatus, RunsFilter
 
 from trading_pipeline.assets.context import alert_daily_loss, day_start, guarded_broker, trading_date
-from trading_pipeline.assets.metadata import db_stats_metadata, json_value, markdown_table, md, reasons_table
 from trading_pipeline.checks import closes as closes_checks
 from trading_pipeline.checks.limits import STOP_LOSS_RUNS_CONSIDERED
+from trading_pipeline.checks.metadata import db_stats_metadata, json_value, markdown_table, md, reasons_table
 from trading_pipeline.domain.calendar import session_bounds
+from trading_pipeline.domain.names import STOP_LOSS_JOB
 from trading_pipeline.domain.types import ExitReason, OrderSide
-from trading_pipeline.health import stop_loss_freshness
-from trading_pipeline.jobs import STOP_LOSS_JOB
+from trading_pipeline.monitoring.health import stop_loss_freshness
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.resources.strategy import StrategyConfig
 from trading_pipeline.steps.closes import run_stop_loss_sweep
 from trading_pipeline.steps.entries import enforce_daily_loss
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import runs_repository as runs_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.alerts_repository import current_trading_state
 from trading_pipeline.store.database import Database
 
@@ -67,7 +69,7 @@ def closes(
         run_id=run_id,
         now=clock.timestamp,
         max_quote_age=timedelta(seconds=config.max_quote_age_seconds) if clock.is_open else None,
-        prefetched=repo.quotes_for_run(db, run_id),
+        prefetched=runs_repo.quotes_for_run(db, run_id),
         max_age_trading_days=max_age,
     )
     day = trading_date(clock)
@@ -127,7 +129,7 @@ def kill_switch_text(db: Database) -> str:
 def positions_beyond_stop(db: Database, run_id: str) -> dict[str, str]:
     """Open trades whose quote from this run says they should have been stopped out (unjudged ones are
     already flagged by every_position_judged)."""
-    beyond, _ = closes_checks.beyond_stop(repo.open_trades(db), repo.quotes_for_run(db, run_id))
+    beyond, _ = closes_checks.beyond_stop(trades_repo.open_trades(db), runs_repo.quotes_for_run(db, run_id))
     return beyond
 
 
@@ -143,12 +145,12 @@ def outcome_check_results(
         key=lambda r: r.create_timestamp,
     )
     run_ids = [r.dagster_run.run_id for r in runs_today]
-    trades = repo.trades_active_since(db, day_start)
+    trades = trades_repo.trades_active_since(db, day_start)
     by_symbol: dict[str, list[closes_checks.RunQuote]] = defaultdict(list)
     position = {run_id: i for i, run_id in enumerate(run_ids)}
-    for run_id, quote in repo.quotes_of_runs(db, run_ids, {t.symbol for t in trades}):
+    for run_id, quote in runs_repo.quotes_of_runs(db, run_ids, {t.symbol for t in trades}):
         by_symbol[quote.symbol].append(closes_checks.RunQuote(position[run_id], quote))
-    sides = repo.count_orders_by_side(db, since=day_start)
+    sides = orders_repo.count_orders_by_side(db, since=day_start)
     finished = instance.get_run_records(
         RunsFilter(job_name=STOP_LOSS_JOB, statuses=FINISHED), limit=STOP_LOSS_RUNS_CONSIDERED
     )
@@ -157,7 +159,7 @@ def outcome_check_results(
         closes_checks.buy_sell_ratio(
             sides[OrderSide.BUY],
             sides[OrderSide.SELL],
-            open_positions=len(repo.open_trades(db)),
+            open_positions=len(trades_repo.open_trades(db)),
             session_elapsed=elapsed,
         ),
         closes_checks.stop_loss_run_health(

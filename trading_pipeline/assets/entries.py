@@ -3,7 +3,7 @@
 import dagster as dg
 
 from trading_pipeline.assets.context import alert_daily_loss, day_start, guarded_broker, trading_date
-from trading_pipeline.assets.metadata import db_stats_metadata, markdown_table, md, reasons_table
+from trading_pipeline.checks.metadata import db_stats_metadata, markdown_table, md, reasons_table
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase

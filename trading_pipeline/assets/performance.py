@@ -13,15 +13,16 @@ from pathlib import Path
 import dagster as dg
 
 from trading_pipeline.assets.context import guarded_broker
-from trading_pipeline.assets.metadata import json_value, md
 from trading_pipeline.assets.trading_days import previous_trading_day, trading_day_partitions
+from trading_pipeline.checks import performance as performance_checks
+from trading_pipeline.checks.metadata import json_value, md
 from trading_pipeline.domain.performance import DayPerformance
-from trading_pipeline.reporting.chart import chart_markdown, render_equity_chart, write_chart
-from trading_pipeline.reporting.table import markdown_table
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.settings import Settings
 from trading_pipeline.steps.performance import PerformanceRun, record_daily_performance
+from trading_pipeline.steps.performance_chart import chart_markdown, render_equity_chart, write_chart
+from trading_pipeline.steps.performance_table import markdown_table
 from trading_pipeline.store import performance_repository as perf_repo
 
 CHART_DAYS = 120
@@ -45,24 +46,6 @@ class PerformanceConfig(dg.Config):
         return Path(self.chart_dir) if self.chart_dir else Settings.from_env().data_dir / "charts"
 
 
-CHECKS = [
-    dg.AssetCheckSpec(
-        "every_position_marked",
-        asset="performance",
-        description=(
-            "Every position open at a day's close was marked at a close price, and every closed trade has an "
-            "exit price. Otherwise unrealized or realized P&L leaves those positions out — the numbers would "
-            "look better or worse than the account really is."
-        ),
-    ),
-    dg.AssetCheckSpec(
-        "benchmark_close_known",
-        asset="performance",
-        description="SPY's close is known for every day computed, so the return vs SPY is not missing.",
-    ),
-]
-
-
 with warnings.catch_warnings():
     # `backfill_policy` is marked beta in dagster 1.13; without this the warning prints on every code load.
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -73,7 +56,7 @@ with warnings.catch_warnings():
         deps=["closes"],
         group_name="reporting",
         kinds={"python", "sql"},
-        check_specs=CHECKS,
+        check_specs=performance_checks.SPECS,
         description=(
             "Daily performance per NYSE trading day: realized P&L (trades closed that day), unrealized P&L (open "
             "positions at the close, marked at the day's close from daily bars), equity and return vs SPY, win "

@@ -5,15 +5,15 @@ from datetime import timedelta
 import dagster as dg
 
 from trading_pipeline.assets.context import guarded_broker, trading_date
-from trading_pipeline.assets.metadata import markdown_table, md, reasons_table
-from trading_pipeline.automation.runs import recent_runs
 from trading_pipeline.checks import positions as positions_checks
-from trading_pipeline.jobs import STOP_LOSS_JOB
+from trading_pipeline.checks.metadata import markdown_table, md, reasons_table
+from trading_pipeline.domain.names import STOP_LOSS_JOB
+from trading_pipeline.monitoring.runs import recent_runs
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.steps.protection import protect_positions
 from trading_pipeline.steps.reconcile import reconcile_positions
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import trades_repository as trades_repo
 
 
 @dg.asset(
@@ -37,7 +37,7 @@ def positions(
     mismatches = {**result.missing_at_broker, **result.extra_at_broker, **result.qty_mismatch}
     if mismatches:
         context.log.error(f"positions: {len(mismatches)} reconciliation mismatches: {mismatches}")
-    open_trades = repo.open_trades(db)
+    open_trades = trades_repo.open_trades(db)
     run_starts = [r.create_timestamp for r in recent_runs(context.instance, STOP_LOSS_JOB, limit=3)]
     return dg.MaterializeResult(
         metadata={
@@ -66,6 +66,6 @@ def positions(
                 protection.protected_positions, {**protection.unprotected, **protection.failures}, protection.recreated
             ),
             positions_checks.oldest_open_position_age(open_trades, today=trading_date(clock)),
-            positions_checks.no_stale_closing_rows(repo.closing_trades(db), run_starts=run_starts),
+            positions_checks.no_stale_closing_rows(trades_repo.closing_trades(db), run_starts=run_starts),
         ],
     )

@@ -5,8 +5,8 @@ from datetime import timedelta
 import dagster as dg
 
 from trading_pipeline.assets.context import guarded_broker, trading_date
-from trading_pipeline.assets.metadata import md, reasons_table, symbols_text
 from trading_pipeline.checks import quotes as quotes_checks
+from trading_pipeline.checks.metadata import md, reasons_table, symbols_text
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.steps.quotes import fetch_quotes

@@ -5,9 +5,9 @@ from datetime import date
 import dagster as dg
 
 from trading_pipeline.assets.context import guarded_broker
-from trading_pipeline.assets.metadata import histogram_table, md, symbols_text
 from trading_pipeline.assets.trading_days import trading_day_partitions
 from trading_pipeline.checks import universe as universe_checks
+from trading_pipeline.checks.metadata import histogram_table, md, symbols_text
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.steps.universe import build_universe

@@ -1,4 +1,5 @@
-"""The product's schedules and sensors in one list, so health checks can compare them with the instance."""
+"""The product's schedules and sensors in one list, so health checks can compare them with the instance
+(`AUTOMATION` is what definitions and the CLI hand to `monitoring/`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from trading_pipeline.automation.sensors import (
     stop_loss_watchdog_sensor,
     stop_trigger_sensor,
 )
+from trading_pipeline.monitoring.health import Automation
 
 SCHEDULES = [stop_loss_schedule, trading_day_schedule, preflight_schedule, health_schedule, performance_schedule]
 SENSORS = [
@@ -25,3 +27,5 @@ SENSORS = [
     asset_check_alert_sensor,
     stop_loss_watchdog_sensor,
 ]
+
+AUTOMATION = Automation(schedules=SCHEDULES, sensors=SENSORS)

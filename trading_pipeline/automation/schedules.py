@@ -6,17 +6,10 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from trading_pipeline.automation.runs import in_flight_runs
+from trading_pipeline.automation.jobs import health_job, performance_job, preflight_job, stop_loss_job, trading_day_job
 from trading_pipeline.domain.calendar import session_status
-from trading_pipeline.jobs import (
-    STOP_LOSS_JOB,
-    TRADING_DAY_JOB,
-    health_job,
-    preflight_job,
-    stop_loss_job,
-    trading_day_job,
-)
-from trading_pipeline.jobs_performance import performance_job
+from trading_pipeline.domain.names import STOP_LOSS_JOB, TRADING_DAY_JOB
+from trading_pipeline.monitoring.runs import in_flight_runs
 
 NEW_YORK = "America/New_York"
 NEW_YORK_TZ = ZoneInfo(NEW_YORK)

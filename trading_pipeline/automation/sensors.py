@@ -12,15 +12,16 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from trading_pipeline.automation.runs import in_flight_runs, root_cause
+from trading_pipeline.automation.jobs import stop_loss_job
 from trading_pipeline.domain.exits import InvalidQuote, decide_exit
 from trading_pipeline.domain.jsonsafe import to_jsonable
-from trading_pipeline.health import DEFAULT_STOP_LOSS_STALE_AFTER, stop_loss_freshness
-from trading_pipeline.jobs import STOP_LOSS_JOB, stop_loss_job
+from trading_pipeline.domain.names import STOP_LOSS_JOB
+from trading_pipeline.monitoring.health import DEFAULT_STOP_LOSS_STALE_AFTER, stop_loss_freshness
+from trading_pipeline.monitoring.runs import in_flight_runs, root_cause
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import trades_repository as trades_repo
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
 
@@ -52,7 +53,7 @@ def stop_trigger_sensor(
     busy = in_flight_runs(context.instance, STOP_LOSS_JOB)
     if busy:
         return dg.SkipReason(f"stop-loss run {busy[0].dagster_run.run_id} already in flight")
-    trades = repo.open_trades(database.db)  # read + commit before the broker call
+    trades = trades_repo.open_trades(database.db)  # read + commit before the broker call
     if not trades:
         return dg.SkipReason("no open positions")
     batch = client.latest_quotes({t.symbol for t in trades})

@@ -18,9 +18,9 @@ from trading_pipeline.checks.limits import (
 )
 from trading_pipeline.domain.exits import InvalidQuote, decide_exit
 from trading_pipeline.domain.types import ExitReason, PositionSide, Quote
-from trading_pipeline.health import StopLossDiagnosis
+from trading_pipeline.monitoring.health import StopLossDiagnosis
 from trading_pipeline.store.database import DatabaseStats
-from trading_pipeline.store.repository import TradeRecord
+from trading_pipeline.store.trades_repository import TradeRecord
 
 SPECS = [
     dg.AssetCheckSpec(

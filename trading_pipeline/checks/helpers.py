@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from trading_pipeline.assets.metadata import md, reasons_table
+from trading_pipeline.checks.metadata import md, reasons_table
 from trading_pipeline.domain.jsonsafe import to_jsonable
 
 

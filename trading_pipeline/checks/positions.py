@@ -10,7 +10,7 @@ import dagster as dg
 from trading_pipeline.checks.helpers import result
 from trading_pipeline.checks.limits import MAX_OPEN_POSITION_TRADING_DAYS
 from trading_pipeline.domain.calendar import NEW_YORK, trading_days_between
-from trading_pipeline.store.repository import TradeRecord
+from trading_pipeline.store.trades_repository import TradeRecord
 
 SPECS = [
     dg.AssetCheckSpec(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from trading_pipeline.assets.performance import CHECKS as PERFORMANCE_SPECS
-from trading_pipeline.checks import closes, positions, preflight, quotes, universe
+from trading_pipeline.checks import closes, performance, positions, preflight, quotes, universe
 
 ALL_SPECS: dict[dg.AssetCheckKey, dg.AssetCheckSpec] = {
     spec.key: spec
-    for specs in (universe.SPECS, quotes.SPECS, positions.SPECS, closes.SPECS, preflight.SPECS, PERFORMANCE_SPECS)
+    for specs in (universe.SPECS, quotes.SPECS, positions.SPECS, closes.SPECS, preflight.SPECS, performance.SPECS)
     for spec in specs
 }

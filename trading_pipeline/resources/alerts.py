@@ -5,7 +5,7 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
-from trading_pipeline.alerting import AlertDispatcher
+from trading_pipeline.resources.alert_delivery import AlertDispatcher
 from trading_pipeline.store.database import Database
 
 

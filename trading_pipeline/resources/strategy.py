@@ -29,7 +29,7 @@ class StrategyConfig(dg.ConfigurableResource):
         # instead of after the universe and quotes steps have written and queried the broker. The entry
         # strategy is not checked for the stop-loss job, which never uses it: a bad entry config must stop
         # entries, never the protection of what is already open.
-        from trading_pipeline.jobs import STOP_LOSS_JOB
+        from trading_pipeline.domain.names import STOP_LOSS_JOB
 
         run = context.run
         if run is not None and run.job_name == STOP_LOSS_JOB:

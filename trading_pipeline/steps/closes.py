@@ -25,7 +25,10 @@ from trading_pipeline.domain.ids import client_order_id
 from trading_pipeline.domain.types import ExitReason, OrderAction, Quote, closing_side, signed_qty
 from trading_pipeline.steps.orders import is_dead, order_fields
 from trading_pipeline.steps.protection import STOP_TYPES, cancel_protection
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import claims_repository as claims_repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import runs_repository as runs_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -81,7 +84,7 @@ def run_stop_loss_sweep(
     result = SweepResult()
     resolve_leftover_closes(db, broker, result, now=now, grace=leftover_grace)
 
-    trades = repo.open_trades(db)  # read + commit
+    trades = trades_repo.open_trades(db)  # read + commit
     result.positions_checked = len(trades)
     symbols = sorted({t.symbol for t in trades})
     result.unique_symbols = len(symbols)
@@ -95,11 +98,11 @@ def run_stop_loss_sweep(
         batch = broker.latest_quotes(to_fetch)  # no DB connection held
         result.quote_requests = batch.requests
         result.missing_quotes = sorted(batch.missing | set(batch.rejected))
-        repo.save_quotes(db, batch.quotes.values(), run_id=run_id)
+        runs_repo.save_quotes(db, batch.quotes.values(), run_id=run_id)
         quotes.update(batch.quotes)
     decision_time = now or datetime.now(UTC)
 
-    exits: list[tuple[repo.TradeRecord, ExitDecision]] = []
+    exits: list[tuple[trades_repo.TradeRecord, ExitDecision]] = []
     marks: dict[uuid.UUID, Decimal] = {}
     for trade in trades:
         quote = quotes.get(trade.symbol)
@@ -123,7 +126,7 @@ def run_stop_loss_sweep(
                 marks[trade.id] = mark
         if decision is not None:
             exits.append((trade, decision))
-    result.high_water_marks_raised = repo.update_high_water_marks(db, marks)
+    result.high_water_marks_raised = trades_repo.update_high_water_marks(db, marks)
     result.exits_decided = len(exits)
 
     # What the broker holds, once: never send a closing order for shares it does not hold (that opens a short).
@@ -136,7 +139,7 @@ def run_stop_loss_sweep(
 def close_position(
     db: Database,
     broker: Broker,
-    trade: repo.TradeRecord,
+    trade: trades_repo.TradeRecord,
     decision: ExitDecision,
     *,
     run_id: str | None,
@@ -153,7 +156,7 @@ def close_position(
         )
         return
     cid = client_order_id(trade.id, OrderAction.CLOSE, trade.close_attempts)
-    won = repo.claim_for_close(
+    won = claims_repo.claim_for_close(
         db,
         trade.id,
         client_order_id=cid,
@@ -173,7 +176,7 @@ def close_position(
         order = broker.submit_order(request)
     except OrderRejected as exc:
         # The broker provably holds no order for this id: release so the next run retries (attempt + 1).
-        repo.release_claim(db, trade.id, client_order_id=cid)
+        claims_repo.release_claim(db, trade.id, client_order_id=cid)
         result.failures[trade.symbol] = f"close rejected by broker: {exc.message}"
         return
     except BrokerError as exc:
@@ -186,7 +189,7 @@ def close_position(
     record_close_order(db, trade, order, result=result, reason=decision.reason)
 
 
-def _sessions_held(trade: repo.TradeRecord, now: datetime) -> int:
+def _sessions_held(trade: trades_repo.TradeRecord, now: datetime) -> int:
     return trading_days_between(trade.entry_at.astimezone(NEW_YORK).date(), now.astimezone(NEW_YORK).date())
 
 
@@ -208,21 +211,23 @@ def _holds(have: Decimal, want: Decimal) -> bool:
     return have >= want > 0 or have <= want < 0
 
 
-def _closed_by_its_legs(db: Database, broker: Broker, trade: repo.TradeRecord, cid: str, result: SweepResult) -> bool:
+def _closed_by_its_legs(
+    db: Database, broker: Broker, trade: trades_repo.TradeRecord, cid: str, result: SweepResult
+) -> bool:
     """Cancel a protected trade's legs before selling (Alpaca refuses shares held for open orders). If a leg
     filled meanwhile, the broker already closed the position: record that close and send nothing."""
     try:
         filled = cancel_protection(broker, trade.symbol)
     except BrokerError as exc:
-        repo.release_claim(db, trade.id, client_order_id=cid)
+        claims_repo.release_claim(db, trade.id, client_order_id=cid)
         result.failures[trade.symbol] = f"could not cancel protective legs before closing: {exc}"
         return True
     if not filled:
         return False
     leg = filled[0]
     reason = ExitReason.BROKER_STOP if leg.type in STOP_TYPES else ExitReason.TAKE_PROFIT
-    repo.upsert_order(db, order_fields(leg, trade.id))
-    if repo.record_close(
+    orders_repo.upsert_order(db, order_fields(leg, trade.id))
+    if claims_repo.record_close(
         db,
         trade.id,
         client_order_id=cid,
@@ -237,15 +242,15 @@ def _closed_by_its_legs(db: Database, broker: Broker, trade: repo.TradeRecord, c
 
 def record_close_order(
     db: Database,
-    trade: repo.TradeRecord,
+    trade: trades_repo.TradeRecord,
     order: BrokerOrder,
     *,
     result: SweepResult,
     reason: ExitReason | None,
 ) -> None:
-    repo.upsert_order(db, order_fields(order, trade.id))
+    orders_repo.upsert_order(db, order_fields(order, trade.id))
     if order.is_filled:
-        closed = repo.record_close(
+        closed = claims_repo.record_close(
             db,
             trade.id,
             client_order_id=order.client_order_id,
@@ -274,7 +279,7 @@ def resolve_leftover_closes(
     db: Database, broker: Broker, result: SweepResult, *, now: datetime | None, grace: timedelta
 ) -> None:
     """Finish what a crashed or overlapping run left `closing`, by client_order_id at the broker."""
-    leftovers = repo.closing_trades(db)
+    leftovers = trades_repo.closing_trades(db)
     result.leftovers_found = len(leftovers)
     current = now or datetime.now(UTC)
     for trade in leftovers:
@@ -292,8 +297,8 @@ def resolve_leftover_closes(
             if young:
                 continue  # maybe another run is about to submit it; look again next run
             if order is not None:
-                repo.upsert_order(db, order_fields(order, trade.id))
-            if repo.release_claim(db, trade.id, client_order_id=cid):
+                orders_repo.upsert_order(db, order_fields(order, trade.id))
+            if claims_repo.release_claim(db, trade.id, client_order_id=cid):
                 result.leftovers_released += 1
             continue
         before = result.closed

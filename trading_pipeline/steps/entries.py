@@ -29,7 +29,9 @@ from trading_pipeline.domain.strategy import Candidate, EntryStrategy
 from trading_pipeline.domain.types import OrderAction, OrderSide, TradeStatus
 from trading_pipeline.steps.orders import is_dead, order_fields
 from trading_pipeline.steps.pnl import pnl_since
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import runs_repository as runs_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.alerts_repository import current_trading_state, set_trading_state
 from trading_pipeline.store.database import Database
 
@@ -68,14 +70,14 @@ def open_entries(
     day_start: datetime | None = None,
 ) -> EntriesResult:
     run = EntryRun(db, broker, strategy, limits, trading_date, run_id, now or datetime.now(UTC), protective_orders)
-    decision_run = repo.start_decision_run(db, kind="entries", run_id=run_id, strategy=strategy.name)
+    decision_run = runs_repo.start_decision_run(db, kind="entries", run_id=run_id, strategy=strategy.name)
     run.result.decision_run_id = str(decision_run)
     run.decision_run = decision_run
     try:
         run.execute(day_start)
     finally:
         run.meta["result"] = run.result
-        repo.finish_decision_run(db, decision_run, run.meta)
+        runs_repo.finish_decision_run(db, decision_run, run.meta)
     return run.result
 
 
@@ -107,7 +109,7 @@ class EntryRun:
     def execute(self, day_start: datetime | None) -> None:
         if self.refused(day_start):
             return
-        snapshot = repo.get_universe_snapshot(self.db, self.trading_date)
+        snapshot = runs_repo.get_universe_snapshot(self.db, self.trading_date)
         if snapshot is None or not snapshot.symbols:
             self.result.skipped_reason = (
                 f"no universe sample stored for {self.trading_date}: materialize `universe` first"
@@ -127,7 +129,7 @@ class EntryRun:
         candidates = self.candidates(list(snapshot.symbols))
         screened = self.strategy.screen(candidates)
         self.result.candidates, self.result.proposed = len(candidates), len(screened.intents)
-        open_now = repo.open_trades(self.db) + repo.trades_with_status(self.db, TradeStatus.PENDING_OPEN)
+        open_now = trades_repo.open_trades(self.db) + trades_repo.trades_with_status(self.db, TradeStatus.PENDING_OPEN)
         sizing = size_entries(
             screened.intents,
             limits=self.limits,
@@ -161,7 +163,7 @@ class EntryRun:
         return halt.halted
 
     def candidates(self, symbols: list[str]) -> list[Candidate]:
-        quotes = repo.quotes_for_run(self.db, self.run_id) if self.run_id else {}
+        quotes = runs_repo.quotes_for_run(self.db, self.run_id) if self.run_id else {}
         missing = [s for s in symbols if s not in quotes]
         if missing:
             quotes.update(self.broker.latest_quotes(missing).quotes)
@@ -193,9 +195,9 @@ class EntryRun:
         db, intent, result = self.db, entry.intent, self.result
         trade_id = uuid.uuid4()
         cid = client_order_id(trade_id, OrderAction.OPEN)
-        trade = repo.insert_trade(
+        trade = trades_repo.insert_trade(
             db,
-            repo.NewTrade(
+            trades_repo.NewTrade(
                 id=trade_id,
                 symbol=intent.symbol,
                 side=intent.side,
@@ -216,16 +218,16 @@ class EntryRun:
         try:
             order = self.broker.submit_order(self.entry_order(entry, cid))
         except OrderRejected as exc:
-            repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
+            trades_repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
             result.failures[intent.symbol] = f"entry rejected by broker: {exc.message}"
             return None
         except BrokerError as exc:
             result.failures[intent.symbol] = f"entry submit unresolved, will reconcile by client_order_id: {exc}"
             return None
         result.orders_submitted += 1
-        repo.upsert_order(db, order_fields(order, trade.id))
+        orders_repo.upsert_order(db, order_fields(order, trade.id))
         if order.is_filled and order.filled_avg_price is not None:
-            repo.mark_entry_filled(
+            trades_repo.mark_entry_filled(
                 db,
                 trade.id,
                 client_order_id=cid,
@@ -245,7 +247,7 @@ class EntryRun:
                 }
             )
         elif is_dead(order):
-            repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
+            trades_repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
             result.failures[intent.symbol] = f"entry order {order.status}"
         else:
             result.pending += 1

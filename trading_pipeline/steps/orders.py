@@ -6,7 +6,7 @@ import uuid
 
 from trading_pipeline.broker.base import BrokerOrder
 from trading_pipeline.domain.jsonsafe import to_jsonable
-from trading_pipeline.store.repository import OrderFields
+from trading_pipeline.store.orders_repository import OrderFields
 
 
 def order_fields(order: BrokerOrder, trade_id: uuid.UUID | None) -> OrderFields:

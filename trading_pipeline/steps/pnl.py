@@ -8,7 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from trading_pipeline.domain.performance import position_pnl
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import runs_repository as runs_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
 CENT = Decimal("0.01")
@@ -30,13 +31,13 @@ def pnl_since(db: Database, start: datetime) -> PnL:
     realized = sum(
         (
             position_pnl(t.side, t.qty, t.entry_price, t.close_price)
-            for t in repo.closed_trades_since(db, start)
+            for t in trades_repo.closed_trades_since(db, start)
             if t.close_price is not None
         ),
         Decimal(0),
     )
-    open_trades = repo.open_trades(db)
-    marks = repo.latest_quotes(db, {t.symbol for t in open_trades})
+    open_trades = trades_repo.open_trades(db)
+    marks = runs_repo.latest_quotes(db, {t.symbol for t in open_trades})
     unrealized = Decimal(0)
     unmarked: list[str] = []
     for trade in open_trades:

@@ -29,7 +29,9 @@ from trading_pipeline.broker.base import (
 from trading_pipeline.domain.ids import client_order_id, parse_client_order_id
 from trading_pipeline.domain.types import ExitReason, OrderAction, TradeStatus, closing_side
 from trading_pipeline.steps.orders import order_fields
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import claims_repository as claims_repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
 STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
@@ -68,7 +70,7 @@ def exit_orders_by_symbol(orders: Iterable[BrokerOrder]) -> dict[str, list[Broke
 def protect_positions(db: Database, broker: Broker, *, now: datetime | None = None) -> ProtectionResult:
     result = ProtectionResult()
     current = now or datetime.now(UTC)
-    trades = repo.open_trades(db)  # read + commit
+    trades = trades_repo.open_trades(db)  # read + commit
     protected = [t for t in trades if t.protected]
     result.protected_positions = len(protected)
     result.broker_positions = broker.positions()  # protection closes no position: still true afterwards
@@ -85,7 +87,7 @@ def protect_positions(db: Database, broker: Broker, *, now: datetime | None = No
 
 
 def record_broker_closes(
-    db: Database, broker: Broker, trades: list[repo.TradeRecord], result: ProtectionResult
+    db: Database, broker: Broker, trades: list[trades_repo.TradeRecord], result: ProtectionResult
 ) -> None:
     """The broker no longer holds these protected positions: find the exit that filled and record it."""
     after = min(t.entry_at for t in trades) - timedelta(minutes=1)
@@ -109,8 +111,8 @@ def record_broker_closes(
             continue
         leg = exits[0]
         reason = ExitReason.BROKER_STOP if leg.type in STOP_TYPES else ExitReason.TAKE_PROFIT
-        repo.upsert_order(db, order_fields(leg, trade.id))
-        if repo.claim_for_close(
+        orders_repo.upsert_order(db, order_fields(leg, trade.id))
+        if claims_repo.claim_for_close(
             db,
             trade.id,
             client_order_id=leg.client_order_id,
@@ -118,7 +120,7 @@ def record_broker_closes(
             trigger_price=leg.stop_price or leg.limit_price,
             run_id=None,
         ):
-            repo.record_close(
+            claims_repo.record_close(
                 db,
                 trade.id,
                 client_order_id=leg.client_order_id,
@@ -131,7 +133,7 @@ def record_broker_closes(
             )
 
 
-def legs_match(trade: repo.TradeRecord, orders: list[BrokerOrder]) -> bool:
+def legs_match(trade: trades_repo.TradeRecord, orders: list[BrokerOrder]) -> bool:
     side = closing_side(trade.side)
     mine = [o for o in orders if o.side is side and o.qty == trade.qty]
     stop_ok = trade.stop_loss is None or any(o.type in STOP_TYPES and o.stop_price == trade.stop_loss for o in mine)
@@ -142,7 +144,7 @@ def legs_match(trade: repo.TradeRecord, orders: list[BrokerOrder]) -> bool:
 
 
 def verify_legs(
-    db: Database, broker: Broker, trade: repo.TradeRecord, working: list[BrokerOrder], result: ProtectionResult
+    db: Database, broker: Broker, trade: trades_repo.TradeRecord, working: list[BrokerOrder], result: ProtectionResult
 ) -> None:
     if legs_match(trade, working):
         result.verified += 1
@@ -152,7 +154,7 @@ def verify_legs(
             broker.cancel_order(order.id)
         attempt = sum(
             1
-            for cid in repo.order_client_ids_for_trade(db, trade.id)
+            for cid in orders_repo.order_client_ids_for_trade(db, trade.id)
             if (parsed := parse_client_order_id(cid)) is not None and parsed[1] is OrderAction.STOP
         )
         cid = client_order_id(trade.id, OrderAction.STOP, attempt)
@@ -160,12 +162,12 @@ def verify_legs(
     except BrokerError as exc:
         result.unprotected[trade.symbol] = f"protective legs missing and could not be re-created: {exc}"
         return
-    repo.upsert_order(db, order_fields(order, trade.id))
-    repo.set_protection(db, trade.id, cid)
+    orders_repo.upsert_order(db, order_fields(order, trade.id))
+    trades_repo.set_protection(db, trade.id, cid)
     result.recreated.append(trade.symbol)
 
 
-def protective_order(trade: repo.TradeRecord, cid: str) -> OrderRequest:
+def protective_order(trade: trades_repo.TradeRecord, cid: str) -> OrderRequest:
     """An OCO pair (take-profit limit + stop) on an open position, or a lone stop when there is no target.
     GTC: protection must outlive the day the pipeline might be down."""
     common = {
@@ -191,8 +193,8 @@ def cancel_orphans(
     db: Database, broker: Broker, working: dict[str, list[BrokerOrder]], result: ProtectionResult, *, now: datetime
 ) -> None:
     """Exit orders for symbols with no open or closing trade protect nothing and could open a position."""
-    active = {t.symbol for t in repo.open_trades(db)} | {t.symbol for t in repo.closing_trades(db)}
-    active |= {t.symbol for t in repo.trades_with_status(db, TradeStatus.PENDING_OPEN)}
+    active = {t.symbol for t in trades_repo.open_trades(db)} | {t.symbol for t in trades_repo.closing_trades(db)}
+    active |= {t.symbol for t in trades_repo.trades_with_status(db, TradeStatus.PENDING_OPEN)}
     for symbol, orders in working.items():
         if symbol in active:
             continue

@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime
 from trading_pipeline.broker.base import Broker
 from trading_pipeline.domain.exits import InvalidQuote, validate_quote
 from trading_pipeline.domain.types import Quote
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import runs_repository as runs_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
 
@@ -28,14 +29,14 @@ class QuotesResult:
 def fetch_quotes(
     db: Database, broker: Broker, *, trading_date: date | None, run_id: str | None, now: datetime | None = None
 ) -> QuotesResult:
-    held = {t.symbol for t in repo.open_trades(db)}
-    snapshot = repo.get_universe_snapshot(db, trading_date) if trading_date else None
+    held = {t.symbol for t in trades_repo.open_trades(db)}
+    snapshot = runs_repo.get_universe_snapshot(db, trading_date) if trading_date else None
     candidates = set(snapshot.symbols) if snapshot else set()
     symbols = sorted(held | candidates)
     if not symbols:
         return QuotesResult(0, 0, 0, 0, {}, [])
     batch = broker.latest_quotes(symbols)
-    repo.save_quotes(db, batch.quotes.values(), run_id=run_id)
+    runs_repo.save_quotes(db, batch.quotes.values(), run_id=run_id)
     unusable: dict[str, str] = {}
     for symbol, quote in batch.quotes.items():
         try:

@@ -10,7 +10,8 @@ from decimal import Decimal
 from trading_pipeline.broker.base import Broker, BrokerError, BrokerPosition
 from trading_pipeline.domain.types import TradeStatus, signed_qty
 from trading_pipeline.steps.orders import is_dead, order_fields
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
 PENDING_GRACE = timedelta(minutes=2)
@@ -44,7 +45,7 @@ def resolve_pending_entries(
     grace: timedelta = PENDING_GRACE,
 ) -> None:
     current = now or datetime.now(UTC)
-    for trade in repo.trades_with_status(db, TradeStatus.PENDING_OPEN):
+    for trade in trades_repo.trades_with_status(db, TradeStatus.PENDING_OPEN):
         cid = trade.open_client_order_id
         if cid is None:
             result.failures[trade.symbol] = "pending entry without client_order_id"
@@ -55,9 +56,9 @@ def resolve_pending_entries(
             result.failures[trade.symbol] = f"pending entry lookup failed: {exc}"
             continue
         if order is not None:
-            repo.upsert_order(db, order_fields(order, trade.id))
+            orders_repo.upsert_order(db, order_fields(order, trade.id))
         if order is not None and order.is_filled and order.filled_avg_price is not None:
-            repo.mark_entry_filled(
+            trades_repo.mark_entry_filled(
                 db,
                 trade.id,
                 client_order_id=cid,
@@ -67,7 +68,7 @@ def resolve_pending_entries(
             )
             result.pending_filled += 1
         elif (order is None and current - trade.entry_at >= grace) or (order and is_dead(order)):
-            repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
+            trades_repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
             result.pending_cancelled += 1
         else:
             result.pending_waiting += 1
@@ -84,10 +85,10 @@ def reconcile_positions(
     result = Reconciliation()
     resolve_pending_entries(db, broker, result, now=now)
     expected: dict[str, Decimal] = defaultdict(Decimal)
-    for trade in repo.open_trades(db):
+    for trade in trades_repo.open_trades(db):
         expected[trade.symbol] += signed_qty(trade.qty, trade.side)
     # A `closing` row's order may or may not have filled yet: its symbol is judged after the sweep settles it.
-    closing = {t.symbol for t in repo.closing_trades(db)}
+    closing = {t.symbol for t in trades_repo.closing_trades(db)}
     result.closing_symbols = sorted(closing)
     positions = broker.positions() if broker_positions is None else broker_positions
     held = {p.symbol: signed_qty(p.qty, p.side) for p in positions}

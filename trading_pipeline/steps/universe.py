@@ -7,7 +7,7 @@ from datetime import date
 
 from trading_pipeline.broker.base import Broker
 from trading_pipeline.domain.sampling import first_letter_histogram, seed_for_date, shuffled_sample
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import runs_repository as runs_repo
 from trading_pipeline.store.database import Database
 
 
@@ -28,7 +28,9 @@ def build_universe(db: Database, broker: Broker, *, trading_date: date, sample_s
     symbols = [a.symbol for a in assets if a.tradable]
     seed = seed_for_date(trading_date)
     sample = shuffled_sample(symbols, sample_size, seed)
-    repo.save_universe_snapshot(db, trading_date=trading_date, seed=seed, universe_size=len(symbols), symbols=sample)
+    runs_repo.save_universe_snapshot(
+        db, trading_date=trading_date, seed=seed, universe_size=len(symbols), symbols=sample
+    )
     return UniverseResult(
         trading_date=trading_date,
         seed=seed,

@@ -1,1 +1,2 @@
-"""The trading store: SQLAlchemy 2 typed models, short-transaction repository, Alembic migrations."""
+"""The trading store: SQLAlchemy 2 typed models, one short-transaction repository per table family, Alembic
+migrations."""

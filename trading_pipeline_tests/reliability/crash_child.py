@@ -22,7 +22,7 @@ from typing import Any
 from trading_pipeline.broker.alpaca import AlpacaBroker
 from trading_pipeline.broker.retry import RetryPolicy
 from trading_pipeline.steps import closes
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import claims_repository as claims_repo
 from trading_pipeline.store.database import Database
 
 STEPS = ("after_claim", "in_submit", "after_submit", "after_record")
@@ -36,7 +36,7 @@ def park(step: str) -> None:
 
 def install(step: str, broker: AlpacaBroker) -> None:
     if step == "after_claim":
-        real_claim = repo.claim_for_close
+        real_claim = claims_repo.claim_for_close
 
         def claim(*args: Any, **kwargs: Any) -> bool:
             won = real_claim(*args, **kwargs)
@@ -44,7 +44,7 @@ def install(step: str, broker: AlpacaBroker) -> None:
                 park(step)
             return won
 
-        closes.repo.claim_for_close = claim  # type: ignore[assignment]
+        closes.claims_repo.claim_for_close = claim  # type: ignore[assignment]
     elif step in ("in_submit", "after_submit"):
         real_submit = broker.submit_order
 
@@ -59,7 +59,7 @@ def install(step: str, broker: AlpacaBroker) -> None:
 
         broker.submit_order = submit  # type: ignore[method-assign]
     elif step == "after_record":
-        real_record = repo.record_close
+        real_record = claims_repo.record_close
 
         def record(*args: Any, **kwargs: Any) -> bool:
             done = real_record(*args, **kwargs)
@@ -67,7 +67,7 @@ def install(step: str, broker: AlpacaBroker) -> None:
                 park(step)
             return done
 
-        closes.repo.record_close = record  # type: ignore[assignment]
+        closes.claims_repo.record_close = record  # type: ignore[assignment]
     else:
         raise SystemExit(f"unknown step {step!r}; expected one of {', '.join(STEPS)}")
 

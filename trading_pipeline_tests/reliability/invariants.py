@@ -13,7 +13,8 @@ from decimal import Decimal
 from trading_pipeline.domain.ids import parse_client_order_id
 from trading_pipeline.domain.types import OrderAction, PositionSide, TradeStatus
 from trading_pipeline.sim.server import SimBroker
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
 
@@ -27,7 +28,9 @@ def close_fills_by_trade(sim: SimBroker) -> dict[str, list]:
     return fills
 
 
-def nothing_lost_or_doubled(db: Database, sim: SimBroker, must_be_closed: Iterable[repo.TradeRecord] = ()) -> list[str]:
+def nothing_lost_or_doubled(
+    db: Database, sim: SimBroker, must_be_closed: Iterable[trades_repo.TradeRecord] = ()
+) -> list[str]:
     """Every violation found, as text (empty = healthy):
 
     - a `client_order_id` used by two broker orders, or a trade with two filled close orders (doubled);
@@ -50,11 +53,11 @@ def nothing_lost_or_doubled(db: Database, sim: SimBroker, must_be_closed: Iterab
     shorts = sorted(p.symbol for p in book.positions.values() if p.qty < 0)
     if shorts:
         problems.append(f"short positions at the broker: {shorts}")
-    closing = repo.closing_trades(db)
+    closing = trades_repo.closing_trades(db)
     if closing:
         problems.append(f"closing rows left: {[t.symbol for t in closing]}")
 
-    closed = {str(t.id): t for t in repo.trades_with_status(db, TradeStatus.CLOSED)}
+    closed = {str(t.id): t for t in trades_repo.trades_with_status(db, TradeStatus.CLOSED)}
     by_cid = {o.client_order_id: o for o in book.orders.values()}
     for trade in closed.values():
         order = by_cid.get(trade.close_client_order_id or "")
@@ -68,7 +71,7 @@ def nothing_lost_or_doubled(db: Database, sim: SimBroker, must_be_closed: Iterab
                 f"{trade.symbol}: DB close {trade.close_price} at {trade.closed_at}, broker fill "
                 f"{order.filled_avg_price}"
             )
-        stored = repo.get_order(db, order.client_order_id)
+        stored = orders_repo.get_order(db, order.client_order_id)
         if stored is None or stored.status != "filled":
             problems.append(
                 f"{trade.symbol}: orders table row for {order.client_order_id} is {stored and stored.status}"
@@ -78,11 +81,11 @@ def nothing_lost_or_doubled(db: Database, sim: SimBroker, must_be_closed: Iterab
             problems.append(f"trade {trade_id}: filled close at the broker, not closed in the DB")
     for trade in must_be_closed:
         if str(trade.id) not in closed:
-            current = repo.get_trade(db, trade.id)
+            current = trades_repo.get_trade(db, trade.id)
             problems.append(f"{trade.symbol}: expected closed, is {current and current.status.value}")
 
     expected: dict[str, Decimal] = defaultdict(Decimal)
-    for trade in repo.open_trades(db):
+    for trade in trades_repo.open_trades(db):
         expected[trade.symbol] += trade.qty if trade.side is PositionSide.LONG else -trade.qty
     held = {p.symbol: p.qty for p in book.positions.values()}
     for symbol in sorted(set(expected) | set(held)):

@@ -22,7 +22,9 @@ from trading_pipeline.domain.ids import client_order_id
 from trading_pipeline.domain.types import ExitReason, OrderAction, PositionSide, TradeStatus
 from trading_pipeline.steps.closes import run_stop_loss_sweep
 from trading_pipeline.steps.reconcile import reconcile_positions
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import claims_repository as claims_repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 from trading_pipeline.store.models import QuoteRecord
 from trading_pipeline_tests.pipeline_fixtures import seed_positions
@@ -145,9 +147,9 @@ def test_a_sweep_flags_a_nan_quote_and_still_protects_the_others(db: Database) -
         result = run_stop_loss_sweep(db, broker, run_id="nan-feed", now=sim.market.now)
 
         assert nan_trade.symbol in result.flagged_positions
-        assert repo.get_trade(db, nan_trade.id).status is TradeStatus.OPEN  # not acted on
-        assert repo.get_trade(db, crashed_trade.id).status is TradeStatus.CLOSED
-        assert repo.get_trade(db, calm_trade.id).status is TradeStatus.OPEN
+        assert trades_repo.get_trade(db, nan_trade.id).status is TradeStatus.OPEN  # not acted on
+        assert trades_repo.get_trade(db, crashed_trade.id).status is TradeStatus.CLOSED
+        assert trades_repo.get_trade(db, calm_trade.id).status is TradeStatus.OPEN
         with db.transaction() as session:
             stored = set(session.scalars(sa.select(QuoteRecord.symbol)))
         assert nan_trade.symbol not in stored  # no NaN price in the quotes table
@@ -170,9 +172,9 @@ def test_a_fill_without_a_usable_price_is_a_typed_error(server: PayloadServer, p
 def test_a_leftover_close_with_a_bad_fill_is_flagged_and_nothing_is_written(
     db: Database, server: PayloadServer, price: str
 ) -> None:
-    trade = repo.insert_trade(
+    trade = trades_repo.insert_trade(
         db,
-        repo.NewTrade(
+        trades_repo.NewTrade(
             symbol="AAA",
             side=PositionSide.LONG,
             qty=Decimal(4),
@@ -182,7 +184,7 @@ def test_a_leftover_close_with_a_bad_fill_is_flagged_and_nothing_is_written(
         ),
     )
     cid = client_order_id(trade.id, OrderAction.CLOSE, 0)
-    assert repo.claim_for_close(
+    assert claims_repo.claim_for_close(
         db, trade.id, client_order_id=cid, reason=ExitReason.STOP_LOSS, trigger_price=Decimal("11"), run_id="crashed"
     )
     server.route(
@@ -192,9 +194,9 @@ def test_a_leftover_close_with_a_bad_fill_is_flagged_and_nothing_is_written(
     )
     result = run_stop_loss_sweep(db, broker_for(server), run_id="next", now=trade.entry_at + timedelta(minutes=5))
     assert "AAA" in result.failures and result.closed == 0
-    after = repo.get_trade(db, trade.id)
+    after = trades_repo.get_trade(db, trade.id)
     assert after.status is TradeStatus.CLOSING and after.close_price is None
-    assert repo.get_order(db, cid) is None
+    assert orders_repo.get_order(db, cid) is None
 
 
 def test_an_order_with_extra_fields_or_missing_required_ones(server: PayloadServer) -> None:
@@ -235,9 +237,9 @@ def position(symbol: str, qty: str) -> dict[str, Any]:
 
 
 def test_reconciliation_reports_nan_quantities_and_non_ascii_symbols(db: Database, server: PayloadServer) -> None:
-    repo.insert_trade(
+    trades_repo.insert_trade(
         db,
-        repo.NewTrade(
+        trades_repo.NewTrade(
             symbol="AAA",
             side=PositionSide.LONG,
             qty=Decimal(4),

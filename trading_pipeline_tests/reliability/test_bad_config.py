@@ -13,12 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from trading_pipeline.domain.exits import InvalidLevels
+from trading_pipeline.domain.names import TRADING_DAY_JOB
 from trading_pipeline.domain.risk import RiskLimits
 from trading_pipeline.domain.strategy import UnknownStrategy
 from trading_pipeline.domain.types import PositionSide, TradeStatus
-from trading_pipeline.jobs import TRADING_DAY_JOB
 from trading_pipeline.resources.strategy import StrategyConfig
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 from trading_pipeline.store.models import Base
 from trading_pipeline_tests.pipeline_fixtures import TEST_DAY, pipeline_definitions, run_job
@@ -99,13 +99,13 @@ BAD_TRADES: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("case", sorted(BAD_TRADES))
 def test_a_trade_with_contradicting_levels_is_refused_and_not_stored(db: Database, case: str) -> None:
     with pytest.raises(InvalidLevels):
-        repo.insert_trade(db, repo.NewTrade(**{**GOOD, **BAD_TRADES[case]}))
-    assert repo.count_trades_by_status(db) == dict.fromkeys(TradeStatus, 0)
+        trades_repo.insert_trade(db, trades_repo.NewTrade(**{**GOOD, **BAD_TRADES[case]}))
+    assert trades_repo.count_trades_by_status(db) == dict.fromkeys(TradeStatus, 0)
 
 
 def test_a_well_formed_trade_is_stored(db: Database) -> None:
-    stored = repo.insert_trade(db, repo.NewTrade(**GOOD))
-    assert repo.get_trade(db, stored.id) == stored
+    stored = trades_repo.insert_trade(db, trades_repo.NewTrade(**GOOD))
+    assert trades_repo.get_trade(db, stored.id) == stored
 
 
 def test_risk_limits_refuse_negative_amounts() -> None:
@@ -115,7 +115,7 @@ def test_risk_limits_refuse_negative_amounts() -> None:
 
 def test_a_bad_strategy_config_never_blocks_the_stop_loss_job(database_url: str, db: Database) -> None:
     """Protection does not depend on the entry strategy: its resource is not part of the stop-loss job."""
-    from trading_pipeline.jobs import STOP_LOSS_JOB
+    from trading_pipeline.domain.names import STOP_LOSS_JOB
     from trading_pipeline_tests.pipeline_fixtures import seed_positions
     from trading_pipeline_tests.sim_fixtures import tradable_symbols
 
@@ -124,4 +124,4 @@ def test_a_bad_strategy_config_never_blocks_the_stop_loss_job(database_url: str,
         sim.market.gap(trade.symbol, -12)
         result = run_job(pipeline_definitions(database_url, sim, stop_loss_pct=-3.0, name="moonshot"), STOP_LOSS_JOB)
         assert result.success
-        assert repo.get_trade(db, trade.id).status is TradeStatus.CLOSED
+        assert trades_repo.get_trade(db, trade.id).status is TradeStatus.CLOSED

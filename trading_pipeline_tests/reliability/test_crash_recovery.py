@@ -23,7 +23,7 @@ import pytest
 from trading_pipeline.domain.types import TradeStatus
 from trading_pipeline.sim.server import SimBroker
 from trading_pipeline.steps.closes import run_stop_loss_sweep
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 from trading_pipeline_tests.pipeline_fixtures import seed_positions
 from trading_pipeline_tests.reliability.crash_child import STEPS
@@ -129,7 +129,7 @@ def test_a_sweep_killed_at_each_step_is_completed_by_the_next_run(
     crash(database_url, sim, step, sim.market.now)
 
     # The kill left exactly the state of its step (so the test exercises what it says).
-    counts = repo.count_trades_by_status(db)
+    counts = trades_repo.count_trades_by_status(db)
     if step == "after_record":
         assert (counts[TradeStatus.CLOSED], counts[TradeStatus.OPEN], counts[TradeStatus.CLOSING]) == (1, 2, 0)
     else:
@@ -169,7 +169,7 @@ def test_a_run_inside_the_grace_never_resends_an_order_still_in_flight(postgres_
         early = run_stop_loss_sweep(db, make_broker(sim), run_id="early", now=crashed_at + timedelta(seconds=30))
         assert early.leftovers_found == 1 and early.leftovers_closed == 0  # looked while the order was in flight
         assert early.orders_submitted == 0 and early.leftovers_released == 0
-        assert repo.get_trade(db, trade.id).status is TradeStatus.CLOSING
+        assert trades_repo.get_trade(db, trade.id).status is TradeStatus.CLOSING
         wait_until(lambda: len(sells(sim)) == 1, "the in-flight order to land")
         sim.market.advance(timedelta(minutes=2))
         later = run_stop_loss_sweep(db, make_broker(sim), run_id="later", now=sim.market.now)

@@ -19,11 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from trading_pipeline.domain.names import STOP_LOSS_JOB
 from trading_pipeline.domain.types import TradeStatus
-from trading_pipeline.jobs import STOP_LOSS_JOB
 from trading_pipeline.sim.server import SimBroker
 from trading_pipeline.steps.closes import run_stop_loss_sweep
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 from trading_pipeline_tests.conftest import _truncate_all
 from trading_pipeline_tests.pipeline_fixtures import pipeline_definitions, run_job, seed_positions
@@ -88,7 +89,7 @@ def half_written(db: Database) -> list[str]:
     """Trades whose close fields contradict their status."""
     problems = []
     for status in TradeStatus:
-        for trade in repo.trades_with_status(db, status):
+        for trade in trades_repo.trades_with_status(db, status):
             closed_fields = trade.close_price is not None or trade.closed_at is not None
             if (status is TradeStatus.CLOSED) != closed_fields:
                 problems.append(f"{trade.symbol} {status.value}: close_price {trade.close_price}")
@@ -144,12 +145,12 @@ def test_a_connection_killed_inside_a_transaction_fails_the_run_and_the_next_run
         assert kill.fired
         assert half_written(db) == []
         sells = [o for o in sim.market.book.orders.values() if o.side == "sell"]
-        counts = repo.count_trades_by_status(db)
+        counts = trades_repo.count_trades_by_status(db)
         if point == "claim":  # rolled back: still open, nothing sent
             assert counts[TradeStatus.OPEN] == 3 and sells == []
         else:  # claimed and sent; the record never committed
             assert counts[TradeStatus.CLOSING] == 1 and len(sells) == 1
-            stored = repo.get_order(db, sells[0].client_order_id)
+            stored = orders_repo.get_order(db, sells[0].client_order_id)
             assert (stored is None) == (point == "order_upsert")
 
         sim.market.advance(timedelta(minutes=2))

@@ -15,13 +15,14 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
+from trading_pipeline.cli.demo import register
 from trading_pipeline.definitions import build_definitions, sim_or_live_resources
+from trading_pipeline.domain.names import STOP_LOSS_JOB
 from trading_pipeline.domain.types import TradeStatus
-from trading_pipeline.jobs import STOP_LOSS_JOB
+from trading_pipeline.harness.soak import FAULT_KINDS, MAX_CLOSE_DELAY_RUNS, run_soak
 from trading_pipeline.settings import SettingsError
 from trading_pipeline.sim.server import SimBroker
-from trading_pipeline.soak import FAULT_KINDS, MAX_CLOSE_DELAY_RUNS, register, run_soak
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 from trading_pipeline_tests.pipeline_fixtures import run_job, seed_positions
 from trading_pipeline_tests.reliability.faulty_broker import REQUEST_TIMEOUT, FastBrokerResource, fault_rates
@@ -36,7 +37,7 @@ def test_a_faulty_day_of_sweeps_closes_every_cross_once(database_url: str) -> No
 
     def inspect(db: Database, sim: SimBroker) -> None:  # from the DB and the broker's book, independently
         seen["problems"] = nothing_lost_or_doubled(db, sim)
-        seen["closed"] = len(repo.trades_with_status(db, TradeStatus.CLOSED))
+        seen["closed"] = len(trades_repo.trades_with_status(db, TradeStatus.CLOSED))
         seen["sells"] = sum(1 for o in sim.market.book.orders.values() if o.side == "sell" and o.filled_qty > 0)
 
     report = run_soak(40, 0.2, 11, database_url=database_url, positions=20, inspect=inspect)
@@ -76,13 +77,13 @@ def test_stop_loss_job_under_faults_through_dagster(postgres_server_url: str) ->
                 sim.market.gap(trade.symbol, -12)
                 gapped_at[str(trade.id)] = number
             outcomes.append(run_job(defs, STOP_LOSS_JOB, instance=instance).success)
-            for trade in repo.trades_with_status(db, TradeStatus.CLOSED):
+            for trade in trades_repo.trades_with_status(db, TradeStatus.CLOSED):
                 closed_at.setdefault(str(trade.id), number)
         faults = sum(sim.counters()["faults_by_kind"].values())
         sim.faults.clear()
         sim.market.advance(timedelta(minutes=2))
         assert run_job(defs, STOP_LOSS_JOB, instance=instance).success  # the first clean run settles all
-        for trade in repo.trades_with_status(db, TradeStatus.CLOSED):
+        for trade in trades_repo.trades_with_status(db, TradeStatus.CLOSED):
             closed_at.setdefault(str(trade.id), 7)
 
         assert faults > 0

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trading_pipeline.domain.jsonsafe import to_jsonable
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import runs_repository as runs_repo
 from trading_pipeline.store.database import Database
 
 pytestmark = pytest.mark.reliability
@@ -153,9 +153,9 @@ def test_decision_run_metadata_round_trips_through_the_json_column(db: Database)
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(stored_nests)
     def round_trip(value: Any) -> None:
-        run = repo.start_decision_run(db, kind="fuzz", run_id="fuzz")
-        repo.finish_decision_run(db, run, {"value": value})
-        assert repo.get_decision_run_meta(db, run) == to_jsonable({"value": value})
+        run = runs_repo.start_decision_run(db, kind="fuzz", run_id="fuzz")
+        runs_repo.finish_decision_run(db, run, {"value": value})
+        assert runs_repo.get_decision_run_meta(db, run) == to_jsonable({"value": value})
 
     round_trip()
 
@@ -164,9 +164,9 @@ def test_decision_run_metadata_round_trips_through_the_json_column(db: Database)
 @pytest.mark.parametrize("text", ["NUL \x00 inside", "lone surrogate \ud800"])
 def test_text_postgres_refuses_in_json_still_stores(postgres_server_url: str, text: str) -> None:
     with Database(postgres_server_url) as db:
-        run = repo.start_decision_run(db, kind="fuzz", run_id="fuzz")
-        repo.finish_decision_run(db, run, {"broker_field": text})
-        assert repo.get_decision_run_meta(db, run)["broker_field"]
+        run = runs_repo.start_decision_run(db, kind="fuzz", run_id="fuzz")
+        runs_repo.finish_decision_run(db, run, {"broker_field": text})
+        assert runs_repo.get_decision_run_meta(db, run)["broker_field"]
 
 
 def test_uuid_and_datetime_keys_and_values_survive() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from trading_pipeline.jobs import STOP_LOSS_JOB
+from trading_pipeline.domain.names import STOP_LOSS_JOB
 from trading_pipeline.sim.server import SimBroker
 from trading_pipeline.steps.closes import SweepResult, run_stop_loss_sweep
 from trading_pipeline.store.database import Database

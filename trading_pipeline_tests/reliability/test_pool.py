@@ -14,7 +14,7 @@ import pytest
 
 from trading_pipeline.broker.guarded import GuardedBroker
 from trading_pipeline.steps.closes import run_stop_loss_sweep
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 from trading_pipeline_tests.conftest import _truncate_all
 from trading_pipeline_tests.pipeline_fixtures import seed_positions
@@ -53,7 +53,7 @@ def test_a_slow_broker_cannot_exhaust_a_pool_of_two(postgres_server_url: str) ->
         def reader() -> None:  # the sensor / UI side of the pool, reading all along
             try:
                 while not done.is_set():
-                    repo.open_trades(db)
+                    trades_repo.open_trades(db)
                     reads[0] += 1
                     done.wait(0.01)
             except BaseException as exc:
@@ -75,6 +75,6 @@ def test_a_slow_broker_cannot_exhaust_a_pool_of_two(postgres_server_url: str) ->
             assert stats.peak_checked_out <= 2 and reads[0] > 0
             sim.faults.configure(latency_ms=0)
             assert nothing_lost_or_doubled(db, sim, must_be_closed=gapped) == []
-            assert len(repo.open_trades(db)) == 100 - len(gapped)
+            assert len(trades_repo.open_trades(db)) == 100 - len(gapped)
         finally:
             db.dispose()

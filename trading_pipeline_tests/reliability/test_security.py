@@ -23,14 +23,14 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from trading_pipeline.alerting import AlertDispatcher
 from trading_pipeline.automation.sensors import run_failure_alert_sensor
 from trading_pipeline.broker.alpaca import AlpacaBroker
 from trading_pipeline.broker.base import BrokerError
 from trading_pipeline.broker.retry import RetryPolicy
-from trading_pipeline.cli import main as cli_main
+from trading_pipeline.cli.main import main as cli_main
 from trading_pipeline.definitions import build_resources
-from trading_pipeline.demo import Demo, DemoOptions
+from trading_pipeline.harness.demo import Demo, DemoOptions
+from trading_pipeline.resources.alert_delivery import AlertDispatcher
 from trading_pipeline.settings import Settings, SettingsError
 from trading_pipeline.store.database import Database
 from trading_pipeline.store.migrate import upgrade

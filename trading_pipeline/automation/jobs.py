@@ -1,15 +1,18 @@
-"""Jobs. Both run in-process: a subprocess per step costs ≈1.3 s on a 2-core machine, which a
-2-minute protection loop cannot spend."""
+"""Every job of the product. All run in-process: a subprocess per step costs ≈1.3 s on a 2-core machine,
+which a 2-minute protection loop cannot spend (and a one-step job would only add start-up time)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-CONCURRENCY_TAG = "trading_pipeline/concurrency_group"  # dagster.yaml limits "stop_loss" to one run
-STOP_LOSS_JOB = "stop_loss_job"
-TRADING_DAY_JOB = "trading_day_job"
-PREFLIGHT_JOB = "preflight_job"
-HEALTH_JOB = "health_job"
+from trading_pipeline.domain.names import (
+    CONCURRENCY_TAG,
+    HEALTH_JOB,
+    PERFORMANCE_JOB,
+    PREFLIGHT_JOB,
+    STOP_LOSS_JOB,
+    TRADING_DAY_JOB,
+)
 
 stop_loss_job = dg.define_asset_job(
     STOP_LOSS_JOB,
@@ -40,4 +43,15 @@ health_job = dg.define_asset_job(
     selection=["health"],
     executor_def=dg.in_process_executor,
     description="The status report (health → outcomes → P&L) every 15 minutes, kept with history in the UI.",
+)
+
+# The end-of-day performance job: materializes `performance` for one trading day (or a backfill range).
+# Partitioned like the asset (NYSE trading days only; Dagster infers it from the selection), so a schedule
+# can target "today" with `partition_key=<New York date>`, and a non-session is not a partition at all.
+performance_job = dg.define_asset_job(
+    PERFORMANCE_JOB,
+    selection=["performance"],
+    executor_def=dg.in_process_executor,
+    description="After the close: the day's P&L, win rate, activity and return vs SPY, with the equity chart.",
+    tags={"dagster/max_runtime": 900},
 )

@@ -14,11 +14,16 @@ from decimal import Decimal
 
 import dagster as dg
 
-from trading_pipeline.automation.registry import SCHEDULES, SENSORS
 from trading_pipeline.broker.base import Broker, BrokerError, ConfigurationError
 from trading_pipeline.broker.factory import required_environment
 from trading_pipeline.domain.calendar import NEW_YORK, session_bounds, session_status
-from trading_pipeline.health import DEFAULT_HEARTBEAT_TOLERANCE, HealthItem, automation_states, daemon_health
+from trading_pipeline.monitoring.health import (
+    DEFAULT_HEARTBEAT_TOLERANCE,
+    Automation,
+    HealthItem,
+    automation_states,
+    daemon_health,
+)
 from trading_pipeline.settings import Settings
 from trading_pipeline.store import alerts_repository as alerts_repo
 from trading_pipeline.store.database import Database, DatabaseError
@@ -47,6 +52,7 @@ def run_preflight(
     instance: dg.DagsterInstance | None,
     db: Database | None,
     broker_factory: Callable[[], Broker],
+    automation: Automation,
     expect_halted: bool = False,
     min_buying_power: Decimal = DEFAULT_MIN_BUYING_POWER,
     heartbeat_tolerance: timedelta = DEFAULT_HEARTBEAT_TOLERANCE,
@@ -65,7 +71,7 @@ def run_preflight(
             )
         )
     else:
-        items += automation_states(instance, SCHEDULES, SENSORS)
+        items += automation_states(instance, automation)
         items += daemon_health(instance, now=now, tolerance=heartbeat_tolerance)
     missing = [name for name in required_environment(settings) if not env.get(name, "").strip()]
     items.append(

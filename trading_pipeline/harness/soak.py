@@ -1,4 +1,4 @@
-"""`trading-pipeline soak`: a simulated trading session of stop-loss sweeps against a faulty broker.
+"""The fault soak (`trading-pipeline soak`): a simulated trading session of stop-loss sweeps against a faulty broker.
 
 The local sim broker runs in-process on a frozen clock that the soak moves two simulated minutes per run.
 Between runs the soak opens positions (straight into the sim, so set-up never fails), gaps some of them
@@ -22,8 +22,6 @@ counters:
 
 from __future__ import annotations
 
-import argparse
-import logging
 import random
 import tempfile
 import time
@@ -41,7 +39,7 @@ from trading_pipeline.domain.ids import parse_client_order_id
 from trading_pipeline.domain.strategy import price_level
 from trading_pipeline.domain.types import OrderAction, PositionSide, Quote, TradeStatus
 from trading_pipeline.settings import SettingsError
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database, redact
 from trading_pipeline.store.migrate import upgrade
 
@@ -175,7 +173,7 @@ def _run(
     rng = random.Random(plan.seed)
     with Database(database_url) as db:
         upgrade(db)
-        if any(repo.count_trades_by_status(db).values()):
+        if any(trades_repo.count_trades_by_status(db).values()):
             raise SettingsError("the soak needs an empty trading DB (it judges every trade in it)")
         with SimBroker(seed=plan.seed, n_symbols=plan.n_symbols, start=plan.session_open, realtime=False) as sim:
             client = AlpacaBroker(
@@ -251,7 +249,7 @@ class _SoakDay:
 
     def open_positions(self) -> None:
 
-        live = repo.open_trades(self.db) + repo.closing_trades(self.db)
+        live = trades_repo.open_trades(self.db) + trades_repo.closing_trades(self.db)
         held = {t.symbol for t in live} | set(self.sim.market.book.positions)
         free = [s for s in self._symbols if s not in held]
         for symbol in self.rng.sample(free, min(len(free), max(0, self.target - len(live)))):
@@ -261,9 +259,9 @@ class _SoakDay:
             if order.status != "filled" or order.filled_avg_price is None:
                 continue
             price = order.filled_avg_price
-            repo.insert_trade(
+            trades_repo.insert_trade(
                 self.db,
-                repo.NewTrade(
+                trades_repo.NewTrade(
                     symbol=symbol,
                     side=PositionSide.LONG,
                     qty=order.filled_qty,
@@ -280,7 +278,7 @@ class _SoakDay:
     def script_moves(self) -> None:
         """Gap some open positions through a level: down through the stop, or up through the take-profit."""
 
-        trades = sorted(repo.open_trades(self.db), key=lambda t: t.symbol)
+        trades = sorted(trades_repo.open_trades(self.db), key=lambda t: t.symbol)
         if not trades:
             return
         downs = self.rng.choice((0, 1, 1, 2))
@@ -296,7 +294,7 @@ class _SoakDay:
         """Before the run, from the true market: which positions are beyond a level right now."""
 
         # A `closing` trade is in the protocol's hands: its episode runs on until the close is recorded.
-        for trade in repo.open_trades(self.db):
+        for trade in trades_repo.open_trades(self.db):
             sim_quote = self.sim.market.quote(trade.symbol)
             if sim_quote is None:
                 continue
@@ -340,7 +338,7 @@ class _SoakDay:
         except Exception as exc:  # a broker outage fails the job's positions step; the sweep is judged alone
             self.report.problems.append(f"run {number}: reconciliation failed: {type(exc).__name__}: {exc}")
         try:
-            before = {t.symbol for t in repo.open_trades(self.db)}
+            before = {t.symbol for t in trades_repo.open_trades(self.db)}
             result = run_stop_loss_sweep(
                 self.db, self.broker, run_id=run_id, now=now, max_quote_age=timedelta(minutes=5)
             )
@@ -350,7 +348,7 @@ class _SoakDay:
             self.report.failed_runs += 0 if settle else 1
             self.report.problems.append(f"run {number}: sweep failed: {type(exc).__name__}: {exc}")
         self.judged[number] = judged
-        for trade in repo.trades_with_status(self.db, TradeStatus.CLOSED):
+        for trade in trades_repo.trades_with_status(self.db, TradeStatus.CLOSED):
             key = str(trade.id)
             if key not in self.closed_at_run:
                 self.closed_at_run[key] = number
@@ -365,12 +363,12 @@ class _SoakDay:
         from trading_pipeline.steps.reconcile import reconcile_positions
 
         report = self.report
-        closed = {str(t.id): t for t in repo.trades_with_status(self.db, TradeStatus.CLOSED)}
+        closed = {str(t.id): t for t in trades_repo.trades_with_status(self.db, TradeStatus.CLOSED)}
         report.closes = len(closed)
         report.closes_by_reason = dict(
             sorted(Counter(t.close_reason.value if t.close_reason else "unknown" for t in closed.values()).items())
         )
-        report.closing_left = len(repo.closing_trades(self.db))
+        report.closing_left = len(trades_repo.closing_trades(self.db))
         report.crossings = len(self.crossings)
 
         # The broker's book: one filled close per trade, ids unique, nothing short.
@@ -490,36 +488,3 @@ def render_report(report: SoakReport) -> str:
         lines.append("problems:")
         lines.extend(f"  - {problem}" for problem in report.problems[:30])
     return "\n".join(lines)
-
-
-def _soak_command(args: argparse.Namespace) -> int:
-    # Every injected fault would print a retry warning; the table below is what the soak is for.
-    logging.getLogger("trading_pipeline.broker").setLevel(logging.ERROR)
-    report = run_soak(
-        args.minutes,
-        args.fault_rate,
-        args.seed,
-        database_url=args.database_url,
-        positions=args.positions,
-        progress=lambda text: print(text, flush=True),
-    )
-    print(render_report(report))
-    return 0 if report.ok else 1
-
-
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the `soak` subcommand to the CLI's argparse subparsers."""
-    parser = subparsers.add_parser(
-        "soak",
-        help="stop-loss sweeps for N simulated minutes against the sim broker failing a share of requests; "
-        "prints the invariant table (exit 0 only if nothing was lost or doubled)",
-    )
-    parser.add_argument("--minutes", type=int, default=60, help="simulated minutes after the open (default 60)")
-    parser.add_argument("--fault-rate", type=float, default=0.2, help="share of broker requests failed (default 0.2)")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the market, the script and the faults (default 7)")
-    parser.add_argument("--positions", type=int, default=30, help="open positions kept by the script (default 30)")
-    parser.add_argument(
-        "--database-url", help="an empty trading DB to use (default: a fresh SQLite file in a temp folder)"
-    )
-    parser.set_defaults(handler=_soak_command)
-    return parser

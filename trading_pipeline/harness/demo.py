@@ -26,17 +26,18 @@ import dagster as dg
 import exchange_calendars as xcals
 import pandas as pd
 
-from trading_pipeline.automation.runs import root_cause
 from trading_pipeline.automation.sensors import stop_trigger_sensor
 from trading_pipeline.broker.alpaca import AlpacaBroker
 from trading_pipeline.checks.closes import beyond_stop
 from trading_pipeline.definitions import build_definitions, sim_or_live_resources
+from trading_pipeline.domain.names import STOP_LOSS_JOB, TRADING_DAY_JOB
 from trading_pipeline.domain.types import ExitReason, OrderSide, TradeStatus
-from trading_pipeline.jobs import STOP_LOSS_JOB, TRADING_DAY_JOB
+from trading_pipeline.monitoring.runs import root_cause
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.strategy import StrategyConfig
 from trading_pipeline.sim.server import SimBroker
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 from trading_pipeline.store.migrate import upgrade
 
@@ -271,7 +272,7 @@ class Demo:
 
     def scripted_events(self, db: Database, sim: SimBroker, total: int) -> dict[int, list[Callable[[], None]]]:
         """A gap-down through one position's stop and a jump through another's take-profit."""
-        trades = sorted(repo.open_trades(db), key=lambda t: t.symbol)  # same seed → same script
+        trades = sorted(trades_repo.open_trades(db), key=lambda t: t.symbol)  # same seed → same script
         events: dict[int, list[Callable[[], None]]] = {}
         if not trades:
             self.say("demo: no positions were opened, so no scripted stop or take-profit")
@@ -328,15 +329,15 @@ class Demo:
     def report(
         self, db: Database, sim: SimBroker, day: date, span: str, started: float, home: Path, db_path: Path
     ) -> DemoReport:
-        counts = repo.count_trades_by_status(db)
-        sides = repo.count_orders_by_side(db)
-        oldest = repo.oldest_open_entry(db)
+        counts = trades_repo.count_trades_by_status(db)
+        sides = orders_repo.count_orders_by_side(db)
+        oldest = trades_repo.oldest_open_entry(db)
         stop_runs = [o for o in self.outcomes if o.number > 0]
         return DemoReport(
             session_date=day,
             span=span,
             positions_opened=counts[TradeStatus.OPEN] + counts[TradeStatus.CLOSING] + counts[TradeStatus.CLOSED],
-            closes_by_reason=repo.closes_by_reason(db),
+            closes_by_reason=trades_repo.closes_by_reason(db),
             buys=sides[OrderSide.BUY],
             sells=sides[OrderSide.SELL],
             open_positions=counts[TradeStatus.OPEN],
@@ -366,7 +367,7 @@ class Demo:
         """From the scripted gap to the recorded close, in simulated time, plus the closing run's wall time."""
         if self.gap_trade is None or self.gap_at is None:
             return ""
-        trade = repo.get_trade(db, self.gap_trade)
+        trade = trades_repo.get_trade(db, self.gap_trade)
         if trade is None or trade.closed_at is None:
             return "NOT CLOSED"
         if trade.close_reason is ExitReason.BROKER_STOP:
@@ -385,7 +386,7 @@ class Demo:
 
     def positions_beyond_stop(self, db: Database, sim: SimBroker) -> list[str]:
         """At the end, with fresh quotes straight from the broker: is any open position beyond its stop?"""
-        trades = repo.open_trades(db)
+        trades = trades_repo.open_trades(db)
         if not trades:
             return []
         broker = AlpacaBroker(api_key="sim-key", secret_key="sim-secret", trading_url=sim.url, data_url=sim.url)

@@ -12,9 +12,14 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from trading_pipeline.alerting import AlertDispatcher
-from trading_pipeline.automation.registry import SCHEDULES, SENSORS
-from trading_pipeline.health import HealthItem, automation_states, daemon_health, stop_loss_freshness
+from trading_pipeline.monitoring.health import (
+    Automation,
+    HealthItem,
+    automation_states,
+    daemon_health,
+    stop_loss_freshness,
+)
+from trading_pipeline.resources.alert_delivery import AlertDispatcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +32,15 @@ class WatchdogReport:
 
 
 def check_health(
-    instance: dg.DagsterInstance, *, now: datetime, heartbeat_tolerance: timedelta, stale_after: timedelta
+    instance: dg.DagsterInstance,
+    *,
+    now: datetime,
+    automation: Automation,
+    heartbeat_tolerance: timedelta,
+    stale_after: timedelta,
 ) -> WatchdogReport:
     items = daemon_health(instance, now=now, tolerance=heartbeat_tolerance)
-    items += automation_states(instance, SCHEDULES, SENSORS)
+    items += automation_states(instance, automation)
     diagnosis = stop_loss_freshness(instance, now=now, stale_after=stale_after)
     items.append(HealthItem("stop-loss runs", diagnosis.ok, f"{diagnosis.case}: {diagnosis.detail}"))
     return WatchdogReport(items)

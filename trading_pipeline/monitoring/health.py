@@ -15,7 +15,7 @@ from dagster import DagsterRunStatus, RunsFilter
 from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 
 from trading_pipeline.domain.calendar import session_status
-from trading_pipeline.jobs import STOP_LOSS_JOB
+from trading_pipeline.domain.names import STOP_LOSS_JOB
 
 DEFAULT_HEARTBEAT_TOLERANCE = timedelta(seconds=90)  # Dagster's own default (1800 s) hides a dead daemon
 DEFAULT_STOP_LOSS_STALE_AFTER = timedelta(minutes=6)
@@ -51,17 +51,22 @@ def daemon_health(
     return items
 
 
-def automation_states(
-    instance: dg.DagsterInstance,
-    schedules: Sequence[dg.ScheduleDefinition],
-    sensors: Sequence[dg.SensorDefinition],
-) -> list[HealthItem]:
+@dataclass(frozen=True, slots=True)
+class Automation:
+    """The schedules and sensors the code defines, which the instance's states are compared with. Whoever wires
+    the product (definitions, the CLI) passes them in, so monitoring never imports the automation it judges."""
+
+    schedules: Sequence[dg.ScheduleDefinition]
+    sensors: Sequence[dg.SensorDefinition]
+
+
+def automation_states(instance: dg.DagsterInstance, automation: Automation) -> list[HealthItem]:
     """Every schedule and sensor in code, with the state a user set in the UI if any, else the code default."""
     stored = {(state.instigator_type, state.name): state.status for state in instance.all_instigator_state()}
     items = []
     pairs: Iterable[tuple[InstigatorType, str, str]] = [
-        *((InstigatorType.SCHEDULE, s.name, s.default_status.value) for s in schedules),
-        *((InstigatorType.SENSOR, s.name, s.default_status.value) for s in sensors),
+        *((InstigatorType.SCHEDULE, s.name, s.default_status.value) for s in automation.schedules),
+        *((InstigatorType.SENSOR, s.name, s.default_status.value) for s in automation.sensors),
     ]
     for kind, name, default in pairs:
         status = stored.get((kind, name))

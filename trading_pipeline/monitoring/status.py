@@ -15,15 +15,21 @@ from typing import Any
 import dagster as dg
 from dagster import RunsFilter
 
-from trading_pipeline.automation.registry import SCHEDULES, SENSORS
 from trading_pipeline.domain.calendar import NEW_YORK
 from trading_pipeline.domain.jsonsafe import to_jsonable
+from trading_pipeline.domain.names import STOP_LOSS_JOB
 from trading_pipeline.domain.types import OrderSide
-from trading_pipeline.health import HealthItem, automation_states, daemon_health, stop_loss_freshness
-from trading_pipeline.jobs import STOP_LOSS_JOB
+from trading_pipeline.monitoring.health import (
+    Automation,
+    HealthItem,
+    automation_states,
+    daemon_health,
+    stop_loss_freshness,
+)
 from trading_pipeline.steps.pnl import pnl_since
 from trading_pipeline.store import alerts_repository as alerts_repo
-from trading_pipeline.store import repository as repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
 
@@ -66,6 +72,7 @@ def build_status(
     instance_problem: str | None,
     db: Database | None,
     db_problem: str | None,
+    automation: Automation,
     check_specs: dict[dg.AssetCheckKey, dg.AssetCheckSpec] | None = None,
 ) -> StatusReport:
     report = StatusReport(day=day)
@@ -73,7 +80,7 @@ def build_status(
         report.health.append(HealthItem("dagster instance", False, instance_problem or "unavailable"))
     else:
         report.health += daemon_health(instance, now=now)
-        report.health += automation_states(instance, SCHEDULES, SENSORS)
+        report.health += automation_states(instance, automation)
         diagnosis = stop_loss_freshness(instance, now=now)
         report.health.append(HealthItem("stop-loss protection", diagnosis.ok, diagnosis.detail))
         report.last_runs = _last_runs(instance)
@@ -139,11 +146,11 @@ def _checks(
 
 def _outcomes_and_pnl(db: Database, now: datetime, day: date, report: StatusReport) -> None:
     start = datetime(day.year, day.month, day.day, tzinfo=NEW_YORK)
-    sides = repo.count_orders_by_side(db, since=start)
-    open_trades = repo.open_trades(db)
-    oldest = repo.oldest_open_entry(db)
+    sides = orders_repo.count_orders_by_side(db, since=start)
+    open_trades = trades_repo.open_trades(db)
+    oldest = trades_repo.oldest_open_entry(db)
     report.outcomes = {
-        "closes_by_reason": repo.closes_by_reason(db, since=start),
+        "closes_by_reason": trades_repo.closes_by_reason(db, since=start),
         "buys": sides[OrderSide.BUY],
         "sells": sides[OrderSide.SELL],
         "open_positions": len(open_trades),

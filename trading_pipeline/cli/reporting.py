@@ -1,7 +1,7 @@
 """`trading-pipeline report` and `trading-pipeline backfill`: performance in the terminal, backfills without a UI.
 
-`register(subparsers)` adds both commands to the `trading-pipeline` parser (cli.py calls it). Each handler
-returns an exit code; the product's own errors (settings, DB, broker configuration) propagate to cli.py,
+`register(subparsers)` adds both commands to the `trading-pipeline` parser (cli/main.py calls it). Each
+handler returns an exit code; the product's own errors (settings, DB, broker configuration) propagate to main,
 which prints them as one line with the fix.
 
 - `report --from D1 --to D2`: the stored `daily_performance` rows as the same table the Dagster UI shows,
@@ -25,10 +25,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from trading_pipeline.cli.common import EXIT_FAILED, EXIT_OK
 from trading_pipeline.settings import Settings, SettingsError
 
-EXIT_OK = 0
-EXIT_FAILED = 1
 BACKFILLABLE = ("universe", "performance")
 BACKFILL_TAG = "trading_pipeline/backfill"
 QUIET_LOGS: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
@@ -70,8 +69,8 @@ def register(subparsers: Any) -> None:
 
 def report_command(args: argparse.Namespace, out: Any = None) -> int:
     from trading_pipeline.assets.trading_days import nyse_sessions
-    from trading_pipeline.reporting.chart import render_equity_chart, write_chart
-    from trading_pipeline.reporting.table import text_table
+    from trading_pipeline.steps.performance_chart import render_equity_chart, write_chart
+    from trading_pipeline.steps.performance_table import text_table
     from trading_pipeline.store import performance_repository as perf_repo
     from trading_pipeline.store.database import Database, redact
     from trading_pipeline.store.migrate import ensure_schema_current
@@ -241,7 +240,7 @@ def dagster_instance(settings: Settings) -> Any:
 
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
-    from trading_pipeline.demo import prepare_dagster_home
+    from trading_pipeline.harness.demo import prepare_dagster_home
 
     return dg.DagsterInstance.from_config(str(prepare_dagster_home(settings.data_dir)))
 

@@ -1,1 +1,0 @@
-"""Reporting: the daily performance table and chart, and the `report` / `backfill` CLI commands."""
