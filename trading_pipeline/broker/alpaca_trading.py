@@ -1,0 +1,278 @@
+"""Alpaca's trading API (reference data, account, positions, orders) through alpaca-py's TradingClient.
+
+Order submits are idempotent: every order carries a client_order_id; an ambiguous outcome (timeout, 5xx,
+lost response) is resolved by looking that id up, and the order is sent again only when the lookup proves
+it does not exist; a duplicate-id 422 means "already submitted" and returns that order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import date, datetime
+from decimal import Decimal
+
+from alpaca.trading import requests as sdk_requests
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import AssetClass, AssetStatus, QueryOrderStatus
+
+from trading_pipeline.broker.alpaca_calls import AlpacaCalls, describe, error_for, unexpected
+from trading_pipeline.broker.alpaca_models import (
+    decimal_or_none,
+    enum_value,
+    money,
+    new_york_wall_time,
+    sdk_order_request,
+    to_broker_order,
+    utc,
+)
+from trading_pipeline.broker.base import (
+    Account,
+    Asset,
+    BrokerError,
+    BrokerOrder,
+    BrokerPosition,
+    BrokerUnavailable,
+    MarketClock,
+    NotFound,
+    OrderRejected,
+    OrderRequest,
+    OrderType,
+    TradingSession,
+)
+from trading_pipeline.broker.sdk import Failure, error_details
+from trading_pipeline.domain.types import PositionSide
+
+log = logging.getLogger("trading_pipeline.broker.alpaca")
+
+# After a market order is accepted, look it up for this long to report its fill (Alpaca fills in ms).
+DEFAULT_FILL_WAIT_SECONDS = 1.0
+DUPLICATE_CLIENT_ORDER_ID = "client_order_id must be unique"
+# "accepted" is not here: Alpaca uses it for orders queued out of hours, which no short wait will fill.
+_POLLABLE_STATUSES = frozenset({"new", "pending_new", "partially_filled"})
+
+
+class TradingCalls(AlpacaCalls):
+    """The trading half of `AlpacaBroker`."""
+
+    _trading: TradingClient
+    fill_wait_seconds: float
+
+    # ---- reference data, account, positions -----------------------------------------------------------
+
+    def active_assets(self) -> list[Asset]:
+        request = sdk_requests.GetAssetsRequest(status=AssetStatus.ACTIVE, asset_class=AssetClass.US_EQUITY)
+        assets = self._call("active_assets", lambda: self._trading.get_all_assets(request))
+        found = [
+            Asset(
+                symbol=a.symbol,
+                name=a.name or "",
+                exchange=enum_value(a.exchange),
+                tradable=bool(a.tradable),
+                status=enum_value(a.status),
+            )
+            for a in assets
+            if a.tradable and enum_value(a.status) == "active"
+        ]
+        return sorted(found, key=lambda asset: asset.symbol)
+
+    def clock(self) -> MarketClock:
+        c = self._call("clock", self._trading.get_clock)
+        return MarketClock(
+            timestamp=utc(c.timestamp),
+            is_open=bool(c.is_open),
+            next_open=utc(c.next_open),
+            next_close=utc(c.next_close),
+        )
+
+    def calendar(self, start: date, end: date) -> list[TradingSession]:
+        request = sdk_requests.GetCalendarRequest(start=start, end=end)
+        days = self._call("calendar", lambda: self._trading.get_calendar(request))
+        # alpaca-py parses "09:30"/"16:00" into naive datetimes: they are New York wall-clock times.
+        return [
+            TradingSession(day=d.date, open=new_york_wall_time(d.open), close=new_york_wall_time(d.close)) for d in days
+        ]
+
+    def account(self) -> Account:
+        a = self._call("account", self._trading.get_account)
+        return Account(
+            status=enum_value(a.status),
+            buying_power=money(a.buying_power, "buying_power") or Decimal(0),
+            cash=money(a.cash, "cash") or Decimal(0),
+            equity=money(a.equity, "equity") or Decimal(0),
+            trading_blocked=bool(a.trading_blocked),
+            account_blocked=bool(a.account_blocked),
+            currency=a.currency or "USD",
+        )
+
+    def positions(self) -> list[BrokerPosition]:
+        positions = self._call("positions", self._trading.get_all_positions)
+        return [
+            BrokerPosition(
+                symbol=p.symbol,
+                side=PositionSide(enum_value(p.side)),
+                # Alpaca signs a short's qty ("-10"); the product carries the side separately.
+                qty=abs(decimal_or_none(p.qty) or Decimal(0)),
+                avg_entry_price=decimal_or_none(p.avg_entry_price) or Decimal(0),
+                current_price=decimal_or_none(p.current_price),
+            )
+            for p in positions
+        ]
+
+    # ---- orders ---------------------------------------------------------------------------------------
+
+    def order_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None:
+        """The order with this client_order_id, or None when the broker has none (404)."""
+        try:
+            order = self._call(
+                "order_by_client_order_id", lambda: self._trading.get_order_by_client_id(client_order_id)
+            )
+        except NotFound:
+            return None
+        return to_broker_order(order)
+
+    def open_orders(self, symbols: Iterable[str] | None = None) -> list[BrokerOrder]:
+        wanted = None if symbols is None else sorted(set(symbols))
+        if wanted == []:
+            return []
+        request = sdk_requests.GetOrdersRequest(status=QueryOrderStatus.OPEN, limit=500, nested=True, symbols=wanted)
+        orders = self._call("open_orders", lambda: self._trading.get_orders(request))
+        return [to_broker_order(o) for o in orders]
+
+    def closed_orders(self, symbols: Iterable[str], after: datetime) -> list[BrokerOrder]:
+        """Orders for `symbols` that ended after `after`, with their legs (how a broker-side stop is found)."""
+        wanted = sorted(set(symbols))
+        if not wanted:
+            return []
+        request = sdk_requests.GetOrdersRequest(
+            status=QueryOrderStatus.CLOSED, limit=500, nested=True, symbols=wanted, after=after
+        )
+        orders = self._call("closed_orders", lambda: self._trading.get_orders(request))
+        return [to_broker_order(o) for o in orders]
+
+    def cancel_order(self, order_id: str) -> None:
+        """Cancel an open order. Canceling an already canceled order succeeds (a retried DELETE whose first
+        attempt went through must not turn into an error); a filled order raises OrderRejected."""
+        try:
+            self._call("cancel_order", lambda: self._trading.cancel_order_by_id(order_id), order_call=True)
+        except OrderRejected as exc:
+            if '"canceled"' in exc.message:
+                return
+            raise
+
+    def close_position(self, symbol: str) -> BrokerOrder:
+        """Market order closing the whole position. Only a 429 is retried: Alpaca gives the close order no
+        client_order_id of ours, so after an ambiguous failure the caller must look at positions/orders."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                order = self._trading.close_position(symbol)
+            except Exception as exc:
+                failure = error_details(exc)
+                if failure is None:
+                    raise unexpected("close_position", exc) from exc
+                if not failure.retryable:
+                    raise error_for("close_position", failure, order_call=True) from exc
+                if failure.ambiguous:
+                    raise BrokerUnavailable(
+                        f"close_position {symbol}: outcome unknown ({describe(failure)}); check positions and "
+                        "open orders before retrying",
+                        status=failure.status,
+                    ) from exc
+                if attempt >= self.retry.max_attempts:
+                    raise BrokerUnavailable(
+                        f"close_position {symbol}: broker unavailable after {attempt} attempts ({describe(failure)})",
+                        status=failure.status,
+                    ) from exc
+                self._backoff("close_position", attempt, failure)
+                continue
+            return self._confirm_fill(to_broker_order(order))
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Submit once, idempotently by client_order_id (see the module docstring)."""
+        if not request.client_order_id:
+            raise OrderRejected("every order needs a client_order_id: it is how a lost response is resolved")
+        sdk_request = sdk_order_request(request)
+        cid = request.client_order_id
+        attempt = 0
+        last: Failure | None = None
+        while attempt < self.retry.max_attempts:
+            attempt += 1
+            try:
+                submitted = self._trading.submit_order(sdk_request)
+            except Exception as exc:
+                failure = error_details(exc)
+                if failure is None:
+                    raise unexpected("submit_order", exc) from exc
+                if failure.status == 422 and DUPLICATE_CLIENT_ORDER_ID in failure.message.lower():
+                    return self._already_submitted(request)
+                if not failure.retryable:
+                    raise error_for("submit_order", failure, order_call=True) from exc
+                last = failure
+                if failure.ambiguous:
+                    existing = self._resolve_ambiguous_submit(cid, failure)
+                    if existing is not None:
+                        log.info("ambiguous submit resolved by client_order_id", extra={"client_order_id": cid})
+                        return self._confirm_fill(existing)
+                if attempt < self.retry.max_attempts:
+                    self._backoff("submit_order", attempt, failure)
+                continue
+            return self._confirm_fill(to_broker_order(submitted))
+        assert last is not None
+        raise BrokerUnavailable(
+            f"submit_order {cid}: not accepted after {attempt} attempts ({describe(last)}); the broker has no "
+            "order with this client_order_id as of the last lookup",
+            status=last.status,
+        )
+
+    def _resolve_ambiguous_submit(self, client_order_id: str, failure: Failure) -> BrokerOrder | None:
+        try:
+            return self.order_by_client_order_id(client_order_id)
+        except BrokerError as exc:
+            raise BrokerUnavailable(
+                f"submit_order {client_order_id}: outcome unknown ({describe(failure)}) and the lookup by "
+                f"client_order_id failed ({exc.message}); reconcile by client_order_id before resubmitting",
+                status=failure.status,
+            ) from exc
+
+    def _already_submitted(self, request: OrderRequest) -> BrokerOrder:
+        existing = self.order_by_client_order_id(request.client_order_id)
+        if existing is None:
+            raise BrokerError(
+                f"submit_order {request.client_order_id}: broker says the client_order_id is taken but has no "
+                "order for it",
+                status=422,
+            )
+        if existing.symbol != request.symbol or existing.side is not request.side:
+            # Same id, different order: never treat someone else's order as ours.
+            raise OrderRejected(
+                f"client_order_id {request.client_order_id} is already used by a {existing.side.value} "
+                f"order for {existing.symbol}",
+                status=422,
+            )
+        log.info(
+            "duplicate client_order_id: returning the existing order",
+            extra={"client_order_id": request.client_order_id},
+        )
+        return existing
+
+    def _confirm_fill(self, order: BrokerOrder) -> BrokerOrder:
+        """Alpaca answers a submit before the fill; briefly look a market order up to report the fill."""
+        if self.fill_wait_seconds <= 0 or order.type is not OrderType.MARKET or order.status not in _POLLABLE_STATUSES:
+            return order
+        deadline = time.monotonic() + self.fill_wait_seconds
+        delay = 0.02
+        current = order
+        while current.status in _POLLABLE_STATUSES and time.monotonic() < deadline:
+            try:
+                found = self._trading.get_order_by_client_id(current.client_order_id)
+            except Exception:
+                return current  # the order exists; its fill is picked up later by client_order_id
+            current = to_broker_order(found)
+            if current.status not in _POLLABLE_STATUSES:
+                break
+            self._sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.25)
+        return current
