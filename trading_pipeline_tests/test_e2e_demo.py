@@ -9,7 +9,8 @@ import dagster as dg
 import pytest
 
 from trading_pipeline.domain.types import OrderSide, TradeStatus
-from trading_pipeline.harness.demo import Demo, DemoOptions, render_report
+from trading_pipeline.harness.demo import Demo, DemoOptions
+from trading_pipeline.harness.demo_report import render_report
 from trading_pipeline.store import orders_repository as orders_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database

@@ -11,7 +11,8 @@ from trading_pipeline.settings import Settings, SettingsError
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from trading_pipeline.harness.demo import Demo, DemoOptions, render_report
+    from trading_pipeline.harness.demo import Demo, DemoOptions
+    from trading_pipeline.harness.demo_report import render_report
 
     settings = Settings.from_env()
     session_date = optional_day(args.date)
@@ -45,7 +46,8 @@ def _sim_broker(args: argparse.Namespace) -> int:
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from trading_pipeline.harness.soak import render_report, run_soak
+    from trading_pipeline.harness.soak import run_soak
+    from trading_pipeline.harness.soak_report import render_report
 
     # Every injected fault would print a retry warning; the table below is what the soak is for.
     logging.getLogger("trading_pipeline.broker").setLevel(logging.ERROR)

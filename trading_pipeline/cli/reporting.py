@@ -240,7 +240,7 @@ def dagster_instance(settings: Settings) -> Any:
 
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
-    from trading_pipeline.harness.demo import prepare_dagster_home
+    from trading_pipeline.harness.demo_setup import prepare_dagster_home
 
     return dg.DagsterInstance.from_config(str(prepare_dagster_home(settings.data_dir)))
 

@@ -10,7 +10,6 @@ position ended beyond its stop.
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 import time
 import uuid
@@ -20,11 +19,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 import dagster as dg
-import exchange_calendars as xcals
-import pandas as pd
 
 from trading_pipeline.automation.sensors import stop_trigger_sensor
 from trading_pipeline.broker.alpaca import AlpacaBroker
@@ -32,7 +28,9 @@ from trading_pipeline.checks.closes import beyond_stop
 from trading_pipeline.definitions import build_definitions, sim_or_live_resources
 from trading_pipeline.domain.names import STOP_LOSS_JOB, TRADING_DAY_JOB
 from trading_pipeline.domain.types import ExitReason, OrderSide, TradeStatus
-from trading_pipeline.monitoring.runs import root_cause
+from trading_pipeline.harness.demo_report import DemoReport, clock_text, reasons_text
+from trading_pipeline.harness.demo_setup import fresh_trading_db, last_full_session, prepare_dagster_home, session_span
+from trading_pipeline.harness.run_results import asset_metadata, failed_checks, run_error, stop_loss_run_metadata
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.strategy import StrategyConfig
 from trading_pipeline.sim.server import SimBroker
@@ -74,70 +72,6 @@ class RunOutcome:
     symbols: str = ""
 
 
-@dataclass
-class DemoReport:
-    session_date: date
-    span: str
-    positions_opened: int
-    closes_by_reason: dict[str, int]
-    buys: int
-    sells: int
-    open_positions: int
-    oldest_open_minutes: float | None
-    quote_requests: int
-    positions_checked: int
-    longest_transaction_ms: float
-    checkouts_during_broker_calls: int
-    runs_succeeded: int
-    runs_failed: int
-    failed_checks: list[str]
-    beyond_stop: list[str]
-    scripted: dict[str, str]
-    wall_seconds: float
-    dagster_home: Path
-    database_path: Path
-    reaction: str = ""  # gap → close, how and how fast
-    trigger_runs: int = 0
-    sensor_evaluations: int = 0
-
-    @property
-    def healthy(self) -> bool:
-        return self.runs_failed == 0 and not self.beyond_stop and not self.failed_checks
-
-
-def last_full_session(today: date) -> date:
-    """The most recent NYSE session before `today` (a whole, past day the simulator can replay)."""
-    calendar = xcals.get_calendar("XNYS")
-    sessions = calendar.sessions_in_range(pd.Timestamp(today) - pd.Timedelta(days=14), pd.Timestamp(today))
-    earlier = [s.date() for s in sessions if s.date() < today]
-    return earlier[-1]
-
-
-def session_bounds(day: date) -> tuple[datetime, datetime]:
-    calendar = xcals.get_calendar("XNYS")
-    opened = calendar.session_open(pd.Timestamp(day)).to_pydatetime().astimezone(UTC)
-    closed = calendar.session_close(pd.Timestamp(day)).to_pydatetime().astimezone(UTC)
-    return opened, closed
-
-
-def prepare_dagster_home(data_dir: Path) -> Path:
-    home = (data_dir / "dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    project_yaml = Path(__file__).resolve().parents[1] / "dagster.yaml"
-    if project_yaml.exists():
-        shutil.copyfile(project_yaml, home / "dagster.yaml")
-    return home
-
-
-def fresh_trading_db(data_dir: Path) -> Path:
-    folder = (data_dir / "demo").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "trading.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return path
-
-
 class Demo:
     def __init__(self, options: DemoOptions, out: TextIO = sys.stdout) -> None:
         self.options = options
@@ -155,7 +89,7 @@ class Demo:
         started = time.perf_counter()
         options = self.options
         day = options.session_date or last_full_session(datetime.now(UTC).date())
-        opened, closed = session_bounds(day)
+        opened, closed = session_span(day)
         end = closed if options.full_day else min(closed, opened + timedelta(minutes=options.minutes))
         span = "full session" if end == closed else f"first {int((end - opened).total_seconds() // 60)} minutes"
         home = prepare_dagster_home(options.data_dir)
@@ -193,15 +127,15 @@ class Demo:
         result = job.execute_in_process(
             instance=instance, partition_key=day.isoformat(), run_config=config, raise_on_error=False
         )
-        entries = _metadata(result, "entries")
-        universe = _metadata(result, "universe")
+        entries = asset_metadata(result, "entries")
+        universe = asset_metadata(result, "universe")
         status = "✓" if result.success else "✗ FAILED"
         self.say(
-            f"{_clock(self._sim.market.now)}  trading day {status}: universe {universe.get('sample_size', '?')} of "
+            f"{clock_text(self._sim.market.now)}  trading day {status}: universe {universe.get('sample_size', '?')} of "
             f"{universe.get('universe_size', '?')} symbols → {entries.get('proposed', 0)} candidates → "
             f"{entries.get('opened', 0)} positions opened"
         )
-        self.outcomes.append(RunOutcome(0, self._sim.market.now, result.success, entries, _failed_checks(result)))
+        self.outcomes.append(RunOutcome(0, self._sim.market.now, result.success, entries, failed_checks(result)))
 
     def stop_loss_loop(
         self,
@@ -260,9 +194,9 @@ class Demo:
             number,
             self._sim.market.now,
             result.success,
-            _run_metadata(result),
-            _failed_checks(result),
-            _error(result),
+            stop_loss_run_metadata(result),
+            failed_checks(result),
+            run_error(result),
             trigger=trigger,
             seconds=time.perf_counter() - started,
             symbols=tags.get("trading_pipeline/trigger_symbols", ""),
@@ -284,9 +218,9 @@ class Demo:
             sim.market.gap(gap.symbol, -15)
             self.gap_trade, self.gap_at = gap.id, sim.market.now
             self.scripted["gap_down"] = (
-                f"{gap.symbol} gapped −15% through its stop {gap.stop_loss} at {_clock(sim.market.now)}"
+                f"{gap.symbol} gapped −15% through its stop {gap.stop_loss} at {clock_text(sim.market.now)}"
             )
-            self.say(f"{_clock(sim.market.now)}  ⚡ scripted: {gap.symbol} gaps −15% (stop {gap.stop_loss})")
+            self.say(f"{clock_text(sim.market.now)}  ⚡ scripted: {gap.symbol} gaps −15% (stop {gap.stop_loss})")
 
         events.setdefault(at_gap, []).append(gap_down)
         if jump is not None and jump.take_profit is not None:
@@ -295,10 +229,10 @@ class Demo:
             def jump_up() -> None:
                 sim.market.set_price(jump.symbol, target, target + Decimal("0.02"))
                 self.scripted["take_profit"] = (
-                    f"{jump.symbol} jumped to {target:.2f} through {jump.take_profit} at {_clock(sim.market.now)}"
+                    f"{jump.symbol} jumped to {target:.2f} through {jump.take_profit} at {clock_text(sim.market.now)}"
                 )
                 self.say(
-                    f"{_clock(sim.market.now)}  ⚡ scripted: {jump.symbol} jumps to {target:.2f} "
+                    f"{clock_text(sim.market.now)}  ⚡ scripted: {jump.symbol} jumps to {target:.2f} "
                     f"(take-profit {jump.take_profit})"
                 )
 
@@ -317,9 +251,11 @@ class Demo:
             if outcome.trigger
             else (f"stop-loss run {outcome.number:>3}/{total} {mark}")
         )
-        line = f"{_clock(outcome.at)}  {what}  checked {meta.get('positions_checked', 0)} positions, closed {closed}"
+        line = (
+            f"{clock_text(outcome.at)}  {what}  checked {meta.get('positions_checked', 0)} positions, closed {closed}"
+        )
         if closed:
-            line += f" ({_reasons_text(meta)})"
+            line += f" ({reasons_text(meta)})"
         if outcome.failed_checks:
             line += f"  FAILED CHECKS: {', '.join(outcome.failed_checks)}"
         if not outcome.success:
@@ -393,95 +329,3 @@ class Demo:
         quotes = broker.latest_quotes({t.symbol for t in trades}).quotes
         beyond, unjudged = beyond_stop(trades, quotes)
         return [f"{k}: {v}" for k, v in beyond.items()] + [f"{k}: cannot tell ({v})" for k, v in unjudged.items()]
-
-
-def render_report(report: DemoReport) -> str:
-    verdict = "HEALTHY" if report.healthy else "UNHEALTHY"
-    ratio = f"{report.buys}:{report.sells}"
-    by_runs = report.quote_requests - report.sensor_evaluations
-    closes = ", ".join(f"{k} {v}" for k, v in sorted(report.closes_by_reason.items())) or "none"
-    oldest = f"{report.oldest_open_minutes:.0f} min" if report.oldest_open_minutes is not None else "no open positions"
-    lines = [
-        "",
-        f"== outcome report: NYSE session {report.session_date}, {report.span} ==",
-        f"health                   {verdict}: {report.runs_succeeded} runs succeeded, {report.runs_failed} failed"
-        + (f"; failed checks: {', '.join(report.failed_checks)}" if report.failed_checks else ""),
-        f"positions beyond stop    {len(report.beyond_stop)}"
-        + (f": {'; '.join(report.beyond_stop)}" if report.beyond_stop else ""),
-        f"positions opened         {report.positions_opened}",
-        f"closes by reason         {closes}",
-        f"BUY:SELL orders          {ratio}",
-        f"open positions           {report.open_positions} (oldest {oldest})",
-        f"quote requests           {report.quote_requests} ({by_runs} by runs, {report.sensor_evaluations} by the "
-        f"stop-trigger sensor) for {report.positions_checked} position checks",
-        f"longest DB transaction   {report.longest_transaction_ms:.1f} ms; connections held during broker calls: "
-        f"{report.checkouts_during_broker_calls}",
-    ]
-    for name, text in sorted(report.scripted.items()):
-        lines.append(f"scripted {name:<15} {text}")
-    if report.span != "full session":
-        lines.append(
-            "(a shorter span than the full session by default; `trading-pipeline demo --full-day` runs it all)"
-        )
-    lines += [
-        f"stop trigger             {report.trigger_runs} runs requested from {report.sensor_evaluations} sensor ticks",
-        f"reaction to the gap      {report.reaction or 'n/a'}",
-        f"wall time                {report.wall_seconds:.1f} s",
-        "",
-        f"See the runs in the UI:  DAGSTER_HOME={report.dagster_home} dagster dev -w workspace.yaml -h 127.0.0.1",
-        f"Trading DB:              {report.database_path}",
-        f"Health, outcomes, P&L:   DAGSTER_HOME={report.dagster_home} DATABASE_URL=sqlite:///{report.database_path} "
-        f"trading-pipeline status --date {report.session_date}",
-    ]
-    return "\n".join(lines)
-
-
-_NY = ZoneInfo("America/New_York")
-
-
-def _clock(moment: datetime) -> str:
-    return moment.astimezone(_NY).strftime("%H:%M:%S ET")
-
-
-def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    for materialization in result.asset_materializations_for_node(asset):
-        return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-    return {}
-
-
-def _run_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
-    """A stop-loss run's numbers: the sweep's, plus the closes the broker's own orders made (recorded by
-    `positions`), so "closed" counts every close the run recorded."""
-    positions, closes = _metadata(result, "positions"), _metadata(result, "closes")
-    merged = {**positions, **closes}
-    merged["closed"] = int(closes.get("closed", 0)) + int(positions.get("closed_by_broker_orders", 0))
-    return merged
-
-
-def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
-    failed = []
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
-            if evaluation is not None and not evaluation.passed:
-                failed.append(evaluation.check_name)
-    return failed
-
-
-def _error(result: dg.ExecuteInProcessResult) -> str:
-    if result.success:
-        return ""
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data is not None:
-            error = event.step_failure_data.error
-            return f"{event.step_key}: {root_cause(error)}" if error else "step failed"
-    return "run failed"
-
-
-def _reasons_text(meta: dict[str, Any]) -> str:
-    reasons = meta.get("closes_by_reason") or {}
-    parts = [f"{k} {v}" for k, v in sorted(reasons.items())] if isinstance(reasons, dict) else [str(reasons)]
-    by_broker = int(meta.get("closed_by_broker_orders", 0))
-    if by_broker:
-        parts.append(f"{by_broker} by the broker's protective orders")
-    return ", ".join(parts)

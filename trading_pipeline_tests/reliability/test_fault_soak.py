@@ -19,7 +19,8 @@ from trading_pipeline.cli.demo import register
 from trading_pipeline.definitions import build_definitions, sim_or_live_resources
 from trading_pipeline.domain.names import STOP_LOSS_JOB
 from trading_pipeline.domain.types import TradeStatus
-from trading_pipeline.harness.soak import FAULT_KINDS, MAX_CLOSE_DELAY_RUNS, run_soak
+from trading_pipeline.harness.soak import FAULT_KINDS, run_soak
+from trading_pipeline.harness.soak_report import MAX_CLOSE_DELAY_RUNS
 from trading_pipeline.settings import SettingsError
 from trading_pipeline.sim.server import SimBroker
 from trading_pipeline.store import trades_repository as trades_repo

@@ -1,0 +1,89 @@
+"""The soak's verdict: the invariants judged from the DB and the broker's book, as one table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_CLOSE_DELAY_RUNS = 2
+
+
+@dataclass
+class SoakReport:
+    minutes: int
+    fault_rate: float
+    seed: int
+    database: str
+    runs: int = 0
+    failed_runs: int = 0
+    settle_runs: int = 0
+    requests: int = 0
+    faults_injected: int = 0
+    faults_by_kind: dict[str, int] = field(default_factory=dict)
+    positions_opened: int = 0
+    crossings: int = 0
+    closes: int = 0
+    closes_by_reason: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    lost: int = 0
+    healed_before_close: int = 0
+    max_close_delay_runs: int = 0
+    closing_left: int = 0
+    reconcile_mismatch_runs: int = 0
+    reconciliation_clean: bool = True
+    checkouts_during_broker_calls: int = 0
+    wall_seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    closes_reported_by_sweeps: int = 0  # progress only; `closes` is judged from the DB at the end
+    close_delays: dict[str, int] = field(default_factory=dict)  # trade id → runs from cross to close
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.duplicates == 0
+            and self.lost == 0
+            and self.max_close_delay_runs <= MAX_CLOSE_DELAY_RUNS
+            and self.closing_left == 0
+            and self.reconciliation_clean
+            and self.reconcile_mismatch_runs == 0
+            and self.checkouts_during_broker_calls == 0
+        )
+
+
+def render_report(report: SoakReport) -> str:
+    kinds = ", ".join(f"{kind} {n}" for kind, n in report.faults_by_kind.items()) or "none"
+    reasons = ", ".join(f"{reason} {n}" for reason, n in report.closes_by_reason.items()) or "none"
+    rows = [
+        ("runs", f"{report.runs} (+{report.settle_runs} settle runs without faults); {report.failed_runs} failed"),
+        ("broker requests", str(report.requests)),
+        (
+            "faults injected",
+            f"{report.faults_injected} ({report.faults_injected / max(1, report.requests):.0%}): {kinds}",
+        ),
+        ("positions opened", str(report.positions_opened)),
+        ("crossings observed", str(report.crossings)),
+        ("closes", f"{report.closes} ({reasons})"),
+        ("duplicates", str(report.duplicates)),
+        ("lost", str(report.lost)),
+        ("max close delay", f"{report.max_close_delay_runs} runs (limit {MAX_CLOSE_DELAY_RUNS})"),
+        ("healed before judged", str(report.healed_before_close)),
+        ("closing rows left", str(report.closing_left)),
+        (
+            "reconciliation",
+            "clean"
+            if report.reconciliation_clean and not report.reconcile_mismatch_runs
+            else f"MISMATCH ({report.reconcile_mismatch_runs} runs)",
+        ),
+        ("connections held in broker calls", str(report.checkouts_during_broker_calls)),
+        ("wall time", f"{report.wall_seconds:.1f} s"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [
+        f"== soak: {report.minutes} simulated minutes, fault rate {report.fault_rate:.0%}, seed {report.seed}, "
+        f"DB {report.database} ==",
+        *(f"{name:<{width}}  {value}" for name, value in rows),
+        f"verdict{' ' * (width - 7)}  {'PASS' if report.ok else 'FAIL'}",
+    ]
+    if report.problems and not report.ok:
+        lines.append("problems:")
+        lines.extend(f"  - {problem}" for problem in report.problems[:30])
+    return "\n".join(lines)
