@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_deploy_config_repeats_the_repo_limits() -> None:

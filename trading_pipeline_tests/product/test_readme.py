@@ -8,7 +8,7 @@ from pathlib import Path
 import trading_pipeline
 from trading_pipeline.settings import ENVIRONMENT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 PACKAGE = Path(trading_pipeline.__file__).parent
 
