@@ -70,7 +70,9 @@ def register(commands: Any) -> None:
     )
     demo.add_argument("--minutes", type=int, default=60, help="simulated minutes after the open (default 60)")
     demo.add_argument("--full-day", action="store_true", help="run the whole session (≈195 stop-loss runs)")
-    demo.add_argument("--date", help="NYSE session to replay, YYYY-MM-DD (default: the last full session)")
+    demo.add_argument(
+        "--date", help="NYSE session to replay, YYYY-MM-DD (default 2026-11-24: the same report whatever the day)"
+    )
     demo.add_argument("--seed", type=int, help="sim market seed (default TRADING_PIPELINE_SIM_SEED or 7)")
     demo.add_argument(
         "--no-protective-orders",

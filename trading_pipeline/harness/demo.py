@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,7 +29,7 @@ from trading_pipeline.definitions import build_definitions, sim_or_live_resource
 from trading_pipeline.domain.names import STOP_LOSS_JOB, TRADING_DAY_JOB
 from trading_pipeline.domain.types import ExitReason, OrderSide, TradeStatus
 from trading_pipeline.harness.demo_report import DemoReport, clock_text, reasons_text
-from trading_pipeline.harness.demo_setup import fresh_trading_db, last_full_session, prepare_dagster_home, session_span
+from trading_pipeline.harness.demo_setup import DEFAULT_SESSION, fresh_trading_db, prepare_dagster_home, session_span
 from trading_pipeline.harness.run_results import asset_metadata, failed_checks, run_error, stop_loss_run_metadata
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.strategy import StrategyConfig
@@ -88,7 +88,7 @@ class Demo:
     def run(self) -> DemoReport:
         started = time.perf_counter()
         options = self.options
-        day = options.session_date or last_full_session(datetime.now(UTC).date())
+        day = options.session_date or DEFAULT_SESSION
         opened, closed = session_span(day)
         end = closed if options.full_day else min(closed, opened + timedelta(minutes=options.minutes))
         span = "full session" if end == closed else f"first {int((end - opened).total_seconds() // 60)} minutes"

@@ -7,19 +7,12 @@ import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import exchange_calendars as xcals
-import pandas as pd
-
 from trading_pipeline.domain.calendar import session_bounds
 from trading_pipeline.settings import SettingsError
 
-
-def last_full_session(today: date) -> date:
-    """The most recent NYSE session before `today` (a whole, past day the simulator can replay)."""
-    calendar = xcals.get_calendar("XNYS")
-    sessions = calendar.sessions_in_range(pd.Timestamp(today) - pd.Timedelta(days=14), pd.Timestamp(today))
-    earlier = [s.date() for s in sessions if s.date() < today]
-    return earlier[-1]
+# A regular session (no holiday, no half day) the demo replays by default, so its report is the same whatever
+# day it is run (replaying "yesterday" made the outcome depend on the date; the README shows this session).
+DEFAULT_SESSION = date(2026, 11, 24)
 
 
 def session_span(day: date) -> tuple[datetime, datetime]:
