@@ -18,8 +18,10 @@ from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.resources.strategy import StrategyConfig
+from trading_pipeline.steps.clock import read_clock
 from trading_pipeline.steps.closes import run_stop_loss_sweep
 from trading_pipeline.steps.entries import enforce_daily_loss
+from trading_pipeline.steps.orders import TERMINAL_UNFILLED
 from trading_pipeline.store import orders_repository as orders_repo
 from trading_pipeline.store import runs_repository as runs_repo
 from trading_pipeline.store import trades_repository as trades_repo
@@ -56,7 +58,8 @@ def closes(
     db = database.db
     run_id = context.run.run_id
     client = guarded_broker(broker, database)
-    clock = client.clock()
+    reading = read_clock(client)  # a clock outage falls back to the calendar: it never stops the sweep
+    clock = reading.clock
     max_age, limits, settings_problem = strategy.sweep_settings()
     if settings_problem:  # reported and alerted, never a reason to stop protecting
         context.log.error(f"closes: invalid strategy settings ignored this run: {settings_problem}")
@@ -81,8 +84,19 @@ def closes(
     flagged = result.flagged_positions
     if flagged:
         context.log.error(f"closes: {len(flagged)} positions could not be judged: {flagged}")
-    if result.failures:
-        context.log.error(f"closes: failures: {result.failures}")
+    failures = {**result.failures, **result.unsized, **result.book_problems}
+    if failures:
+        context.log.error(f"closes: failures: {failures}")
+    if result.outside_orders_cancelled:
+        # Someone else's order held the shares a stop-loss needed: it was cancelled, and a person must know.
+        alerts.dispatcher(db, context.log).fire(
+            f"closes:outside_orders:{run_id}",
+            "orders placed outside the pipeline cancelled to close positions",
+            "To sell what crossed its stop, these open orders that held the shares were cancelled: "
+            + "; ".join(result.outside_orders_cancelled),
+            severity="warning",
+            source="closes",
+        )
     beyond = positions_beyond_stop(db, run_id)
     outcome_checks = outcome_check_results(context.instance, db, now=clock.timestamp, day=day)
     stats = db.monitor.stats()
@@ -103,9 +117,14 @@ def closes(
             "leftovers_closed": result.leftovers_closed,
             "leftovers_released": result.leftovers_released,
             "flagged_positions": md(reasons_table(flagged)),
-            "failures": md(reasons_table(result.failures)),
+            "failures": md(reasons_table(failures)),
+            "closes_not_sized": len(result.unsized),
+            "partial_closes": result.partial_closes,
+            "drift_repaired_by_sweep": md(reasons_table(result.drift_repaired)),
+            "holding_orders_cancelled": result.holding_orders_cancelled,
+            "outside_orders_cancelled": json_value(result.outside_orders_cancelled),
             "closed_positions": md(markdown_table(result.closed_trades)),
-            "market_open": clock.is_open,
+            **reading.metadata(),
             "settings_problem": settings_problem or "",
             "kill_switch": kill_switch_text(db),
             "daily_loss_breached": breached,
@@ -128,8 +147,15 @@ def kill_switch_text(db: Database) -> str:
 
 def positions_beyond_stop(db: Database, run_id: str) -> dict[str, str]:
     """Open trades whose quote from this run says they should have been stopped out (unjudged ones are
-    already flagged by every_position_judged)."""
+    already flagged by every_position_judged), and `closing` trades with no live close order at the broker:
+    a close that was claimed but never accepted protects nothing, so it counts as beyond its stop."""
     beyond, _ = closes_checks.beyond_stop(trades_repo.open_trades(db), runs_repo.quotes_for_run(db, run_id))
+    for trade in trades_repo.closing_trades(db):
+        order = orders_repo.get_order(db, trade.close_client_order_id) if trade.close_client_order_id else None
+        if order is None or order.status in TERMINAL_UNFILLED:
+            state = f"its close order {order.status}" if order else "no close order accepted by the broker"
+            since = f"{trade.closing_started_at:%H:%M:%S} UTC" if trade.closing_started_at else "?"
+            beyond[f"{trade.symbol} {str(trade.id)[:8]}"] = f"closing since {since} with {state}: retried next run"
     return beyond
 
 

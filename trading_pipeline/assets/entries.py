@@ -8,6 +8,7 @@ from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.resources.strategy import StrategyConfig
+from trading_pipeline.steps.clock import read_clock
 from trading_pipeline.steps.entries import open_entries
 
 
@@ -29,7 +30,8 @@ def entries(
     alerts: AlertsResource,
 ) -> dg.MaterializeResult:
     client = guarded_broker(broker, database)
-    clock = client.clock()
+    reading = read_clock(client)
+    clock = reading.clock
     day = trading_date(clock)
     result = open_entries(
         database.db,
@@ -41,6 +43,7 @@ def entries(
         now=clock.timestamp,
         protective_orders=strategy.protective_orders,
         day_start=day_start(day, clock.timestamp),
+        market=reading,
     )
     if result.halted_by_daily_loss:
         alert_daily_loss(alerts, database, context, result.skipped_reason or "daily loss limit breached")
@@ -50,6 +53,7 @@ def entries(
         metadata={
             "trading_date": result.trading_date.isoformat(),
             "skipped_reason": result.skipped_reason or "",
+            **reading.metadata(),
             "candidates": result.candidates,
             "proposed": result.proposed,
             "sized": result.sized,

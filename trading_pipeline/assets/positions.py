@@ -5,14 +5,16 @@ from datetime import timedelta
 import dagster as dg
 
 from trading_pipeline.assets.context import guarded_broker, trading_date
+from trading_pipeline.broker.base import BrokerError
 from trading_pipeline.checks import positions as positions_checks
 from trading_pipeline.checks.metadata import markdown_table, md, reasons_table
 from trading_pipeline.domain.names import STOP_LOSS_JOB
 from trading_pipeline.monitoring.runs import recent_runs
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
-from trading_pipeline.steps.protection import protect_positions
-from trading_pipeline.steps.reconcile import reconcile_positions
+from trading_pipeline.steps.clock import read_clock
+from trading_pipeline.steps.protection import ProtectionResult, protect_positions
+from trading_pipeline.steps.reconcile import Reconciliation, reconcile_positions, resolve_pending_entries
 from trading_pipeline.store import trades_repository as trades_repo
 
 
@@ -27,18 +29,42 @@ from trading_pipeline.store import trades_repository as trades_repo
 def positions(
     context: dg.AssetExecutionContext, database: TradingDatabase, broker: BrokerResource
 ) -> dg.MaterializeResult:
+    """Never fails on a broker outage: what could not be read becomes a failed check (and so an alert), and the
+    closes step after it still runs — nothing here may block a stop-loss."""
     db = database.db
     client = guarded_broker(broker, database)
-    clock = client.clock()
-    # Second line of defence first: record what the broker's own stops closed, re-arm missing legs, cancel
+    reading = read_clock(client)
+    now, run_id = reading.clock.timestamp, context.run.run_id
+    result = Reconciliation()
+    # Pending entries first: an entry that filled since the last run becomes an open trade before protection
+    # looks for its legs (its bracket's stop may already have closed it at the broker).
+    resolve_pending_entries(db, client, result, now=now, run_id=run_id)
+    # Second line of defence next: record what the broker's own stops closed, re-arm missing legs, cancel
     # orphans — so the reconciliation below compares the DB with the broker as it really is now.
-    protection = protect_positions(db, client, now=clock.timestamp)
-    result = reconcile_positions(db, client, now=clock.timestamp, broker_positions=protection.broker_positions)
-    mismatches = {**result.missing_at_broker, **result.extra_at_broker, **result.qty_mismatch}
+    try:
+        protection = protect_positions(db, client, now=now)
+        held = protection.broker_positions
+    except BrokerError as exc:
+        protection = ProtectionResult(failures={"(positions)": f"broker positions unreadable: {exc}"})
+        held = None
+    try:
+        reconciled = reconcile_positions(
+            db, client, now=now, broker_positions=held, resolve_pending=False, run_id=run_id
+        )
+        reconciled.pending_filled, reconciled.pending_partial = result.pending_filled, result.pending_partial
+        reconciled.pending_cancelled, reconciled.pending_waiting = result.pending_cancelled, result.pending_waiting
+        reconciled.failures.update(result.failures)
+        result = reconciled
+    except BrokerError as exc:
+        result.unavailable = f"broker positions unreadable, DB and broker not compared this run: {exc}"
+    mismatches = result.mismatches
     if mismatches:
         context.log.error(f"positions: {len(mismatches)} reconciliation mismatches: {mismatches}")
+    if result.repaired:
+        context.log.error(f"positions: the DB was repaired to follow the broker: {result.repaired}")
     open_trades = trades_repo.open_trades(db)
     run_starts = [r.create_timestamp for r in recent_runs(context.instance, STOP_LOSS_JOB, limit=3)]
+    protection_problems = {**protection.unprotected, **protection.failures}
     return dg.MaterializeResult(
         metadata={
             "open_positions": len(open_trades),
@@ -48,7 +74,11 @@ def positions(
             "missing_at_broker": len(result.missing_at_broker),
             "extra_at_broker": len(result.extra_at_broker),
             "qty_mismatch": len(result.qty_mismatch),
+            "possible_splits": len(result.possible_splits),
+            "repaired": len(result.repaired),
+            "repairs": md(reasons_table(result.repaired)),
             "pending_entries_filled": result.pending_filled,
+            "pending_entries_partly_filled": result.pending_partial,
             "pending_entries_cancelled": result.pending_cancelled,
             "pending_entries_waiting": result.pending_waiting,
             "mismatches": md(reasons_table(mismatches)),
@@ -59,13 +89,14 @@ def positions(
             "closed_by_broker_orders": len(protection.broker_closes),
             "broker_closes": md(markdown_table(protection.broker_closes)),
             "orphan_orders_cancelled": len(protection.orphans_cancelled),
+            **reading.metadata(),
         },
         check_results=[
-            positions_checks.reconciliation_clean(mismatches, result.matched),
+            positions_checks.reconciliation_clean(mismatches, result.matched, repaired=result.repaired),
             positions_checks.protective_orders_live(
-                protection.protected_positions, {**protection.unprotected, **protection.failures}, protection.recreated
+                protection.protected_positions, protection_problems, protection.recreated
             ),
-            positions_checks.oldest_open_position_age(open_trades, today=trading_date(clock)),
+            positions_checks.oldest_open_position_age(open_trades, today=trading_date(reading.clock)),
             positions_checks.no_stale_closing_rows(trades_repo.closing_trades(db), run_starts=run_starts),
         ],
     )

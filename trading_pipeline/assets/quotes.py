@@ -9,6 +9,7 @@ from trading_pipeline.checks import quotes as quotes_checks
 from trading_pipeline.checks.metadata import md, reasons_table, symbols_text
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
+from trading_pipeline.steps.clock import read_clock
 from trading_pipeline.steps.quotes import fetch_quotes
 
 
@@ -33,7 +34,8 @@ def quotes(
     context: dg.AssetExecutionContext, config: QuotesConfig, database: TradingDatabase, broker: BrokerResource
 ) -> dg.MaterializeResult:
     client = guarded_broker(broker, database)
-    clock = client.clock()
+    reading = read_clock(client)
+    clock = reading.clock
     result = fetch_quotes(
         database.db,
         client,
@@ -54,7 +56,7 @@ def quotes(
             "missing_symbols": symbols_text(result.missing),
             "unusable_quotes": md(reasons_table(result.unusable)),
             "oldest_quote_age_seconds": float(result.oldest_quote_age_seconds or 0.0),
-            "market_open": clock.is_open,
+            **reading.metadata(),
         },
         check_results=[
             quotes_checks.every_position_quoted(result.held, result.quotes),

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from alpaca.trading import requests as sdk_requests
 from alpaca.trading.client import TradingClient
@@ -108,17 +109,15 @@ class TradingCalls(AlpacaCalls):
 
     def positions(self) -> list[BrokerPosition]:
         positions = self._call("positions", self._trading.get_all_positions)
-        return [
-            BrokerPosition(
-                symbol=p.symbol,
-                side=PositionSide(enum_value(p.side)),
-                # Alpaca signs a short's qty ("-10"); the product carries the side separately.
-                qty=abs(decimal_or_none(p.qty) or Decimal(0)),
-                avg_entry_price=decimal_or_none(p.avg_entry_price) or Decimal(0),
-                current_price=decimal_or_none(p.current_price),
-            )
-            for p in positions
-        ]
+        return [_position(p) for p in positions]
+
+    def position(self, symbol: str) -> BrokerPosition | None:
+        """One position (`GET /v2/positions/{symbol}`), or None when the broker holds none (404)."""
+        try:
+            found = self._call("position", lambda: self._trading.get_open_position(symbol))
+        except NotFound:
+            return None
+        return _position(found)
 
     # ---- orders ---------------------------------------------------------------------------------------
 
@@ -128,6 +127,16 @@ class TradingCalls(AlpacaCalls):
             order = self._call(
                 "order_by_client_order_id", lambda: self._trading.get_order_by_client_id(client_order_id)
             )
+        except NotFound:
+            return None
+        return to_broker_order(order)
+
+    def order_by_id(self, order_id: str) -> BrokerOrder | None:
+        """The order with its legs rolled up (`GET /v2/orders/{id}?nested=true`): how a bracket's legs are
+        found once the parent has filled and a `status=open` listing no longer shows them. None on 404."""
+        request = sdk_requests.GetOrderByIdRequest(nested=True)
+        try:
+            order = self._call("order_by_id", lambda: self._trading.get_order_by_id(order_id, filter=request))
         except NotFound:
             return None
         return to_broker_order(order)
@@ -150,6 +159,28 @@ class TradingCalls(AlpacaCalls):
         )
         orders = self._call("closed_orders", lambda: self._trading.get_orders(request))
         return [to_broker_order(o) for o in orders]
+
+    def all_orders(self, symbols: Iterable[str], after: datetime) -> list[BrokerOrder]:
+        """Every order (open or not) for `symbols` submitted after `after`, legs rolled up under their parent
+        (`status=all&nested=true`), oldest first, all pages: a filled bracket parent is not in an open listing,
+        so this is where its still-working legs are found."""
+        wanted = sorted(set(symbols))
+        if not wanted:
+            return []
+        found: dict[str, BrokerOrder] = {}
+        cursor = after
+        while True:
+            request = sdk_requests.GetOrdersRequest(
+                status=QueryOrderStatus.ALL, limit=500, nested=True, symbols=wanted, after=cursor, direction="asc"
+            )
+            page = [to_broker_order(o) for o in self._call("all_orders", lambda r=request: self._trading.get_orders(r))]
+            fresh = [o for o in page if o.id not in found]
+            found.update((o.id, o) for o in fresh)
+            stamps = [o.submitted_at for o in page if o.submitted_at is not None]
+            if len(page) < 500 or not fresh or not stamps:
+                return list(found.values())
+            # `after` is exclusive: step back a microsecond so orders sharing the boundary's time are not lost.
+            cursor = max(stamps) - timedelta(microseconds=1)
 
     def cancel_order(self, order_id: str) -> None:
         """Cancel an open order. Canceling an already canceled order succeeds (a retried DELETE whose first
@@ -276,3 +307,16 @@ class TradingCalls(AlpacaCalls):
             self._sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.25)
         return current
+
+
+def _position(p: Any) -> BrokerPosition:
+    available = getattr(p, "qty_available", None)
+    return BrokerPosition(
+        symbol=p.symbol,
+        side=PositionSide(enum_value(p.side)),
+        # Alpaca signs a short's qty ("-10"); the product carries the side separately.
+        qty=abs(decimal_or_none(p.qty) or Decimal(0)),
+        avg_entry_price=decimal_or_none(p.avg_entry_price) or Decimal(0),
+        current_price=decimal_or_none(p.current_price),
+        qty_available=None if available in (None, "") else abs(decimal_or_none(available) or Decimal(0)),
+    )

@@ -99,6 +99,8 @@ class BrokerPosition:
     qty: Decimal
     avg_entry_price: Decimal
     current_price: Decimal | None = None
+    # Shares not held for open orders (Alpaca's qty_available): what a new closing order may sell right now.
+    qty_available: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,22 @@ class BrokerOrder:
     def is_open(self) -> bool:
         return self.status in OPEN_ORDER_STATUSES
 
+    @property
+    def is_terminal(self) -> bool:
+        """No further fills can happen (filled, canceled, expired, rejected, replaced…)."""
+        return self.status in TERMINAL_ORDER_STATUSES
+
+    @property
+    def remaining_qty(self) -> Decimal:
+        return max(Decimal(0), self.qty - self.filled_qty)
+
+    def with_legs(self) -> list[BrokerOrder]:
+        """This order and its legs (nested as Alpaca rolls them up), as one list."""
+        out = [self]
+        for leg in self.legs:
+            out.extend(leg.with_legs())
+        return out
+
 
 OPEN_ORDER_STATUSES = frozenset(
     {
@@ -162,6 +180,12 @@ OPEN_ORDER_STATUSES = frozenset(
         "done_for_day",
     }
 )
+
+
+TERMINAL_ORDER_STATUSES = frozenset({"filled", "canceled", "cancelled", "expired", "rejected", "replaced"})
+# A protective leg counts as live protection in these states: Alpaca keeps a bracket's stop leg `held`
+# while its take-profit sibling is working, and a leg is `new`/`accepted`/`pending_new` before it rests.
+LIVE_LEG_STATUSES = frozenset({"new", "accepted", "pending_new", "held", "accepted_for_bidding", "pending_replace"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +240,10 @@ class Broker(Protocol):
 
     def positions(self) -> list[BrokerPosition]: ...
 
+    def position(self, symbol: str) -> BrokerPosition | None: ...
+
+    def order_by_id(self, order_id: str) -> BrokerOrder | None: ...
+
     def submit_order(self, request: OrderRequest) -> BrokerOrder: ...
 
     def order_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None: ...
@@ -223,6 +251,8 @@ class Broker(Protocol):
     def open_orders(self, symbols: Iterable[str] | None = None) -> list[BrokerOrder]: ...
 
     def closed_orders(self, symbols: Iterable[str], after: datetime) -> list[BrokerOrder]: ...
+
+    def all_orders(self, symbols: Iterable[str], after: datetime) -> list[BrokerOrder]: ...
 
     def cancel_order(self, order_id: str) -> None: ...
 

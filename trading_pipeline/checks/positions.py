@@ -59,12 +59,22 @@ def protective_orders_live(protected: int, unprotected: Mapping[str, str], recre
     )
 
 
-def reconciliation_clean(mismatches: Mapping[str, str], matched: int) -> dg.AssetCheckResult:
+def reconciliation_clean(
+    mismatches: Mapping[str, str], matched: int, *, repaired: Mapping[str, str] | None = None
+) -> dg.AssetCheckResult:
+    """Fails on every divergence, also when it was repaired this run: a person must hear that the broker's book
+    and the pipeline's record disagreed. The description names each symbol with both quantities."""
+    repaired = dict(repaired or {})
+    listed = "; ".join(
+        f"{symbol}: {text}" + (f" → repaired ({repaired[symbol]})" if symbol in repaired else "")
+        for symbol, text in sorted(mismatches.items())[:5]
+    )
+    more = f" (+{len(mismatches) - 5} more)" if len(mismatches) > 5 else ""
     return result(
         "reconciliation_clean",
         not mismatches,
-        "DB and broker agree" if not mismatches else f"{len(mismatches)} mismatches",
-        numbers={"matched": matched, "mismatches": len(mismatches)},
+        "DB and broker agree" if not mismatches else f"{len(mismatches)} mismatches: {listed}{more}",
+        numbers={"matched": matched, "mismatches": len(mismatches), "repaired": len(repaired)},
         problems=dict(mismatches),
     )
 

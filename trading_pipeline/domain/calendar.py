@@ -95,3 +95,11 @@ def trading_days_between(start: date, end: date) -> int:
         return 0
     sessions = nyse().sessions_in_range(pd.Timestamp(start + timedelta(days=1)), pd.Timestamp(end))
     return len(sessions)
+
+
+def next_open_and_close(at: datetime) -> tuple[datetime, datetime]:
+    """The next session open and close after `at` by the exchange calendar (what a broker clock reports as
+    next_open / next_close; during a session next_open is tomorrow's and next_close today's)."""
+    calendar = nyse()
+    stamp = pd.Timestamp(at).tz_convert("UTC")
+    return calendar.next_open(stamp).to_pydatetime(), calendar.next_close(stamp).to_pydatetime()

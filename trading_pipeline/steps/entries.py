@@ -23,10 +23,12 @@ from trading_pipeline.broker.base import (
     OrderRequest,
     TimeInForce,
 )
+from trading_pipeline.domain.calendar import NEW_YORK
 from trading_pipeline.domain.ids import client_order_id
 from trading_pipeline.domain.risk import RiskLimits, SizedEntry, daily_loss_breached, size_entries
 from trading_pipeline.domain.strategy import Candidate, EntryStrategy
 from trading_pipeline.domain.types import OrderAction, OrderSide, TradeStatus
+from trading_pipeline.steps.clock import ClockReading
 from trading_pipeline.steps.orders import is_dead, order_fields
 from trading_pipeline.steps.pnl import pnl_since
 from trading_pipeline.store import orders_repository as orders_repo
@@ -68,8 +70,12 @@ def open_entries(
     now: datetime | None = None,
     protective_orders: bool = False,
     day_start: datetime | None = None,
+    market: ClockReading | None = None,
 ) -> EntriesResult:
+    """`market`: this run's clock reading; entries are opened only inside a session both the broker's clock
+    and the exchange calendar agree on (None: the caller has checked, e.g. a test driving the step)."""
     run = EntryRun(db, broker, strategy, limits, trading_date, run_id, now or datetime.now(UTC), protective_orders)
+    run.market = market
     decision_run = runs_repo.start_decision_run(db, kind="entries", run_id=run_id, strategy=strategy.name)
     run.result.decision_run_id = str(decision_run)
     run.decision_run = decision_run
@@ -99,6 +105,7 @@ class EntryRun:
         self.trading_date, self.run_id, self.now, self.protective = trading_date, run_id, now, protective_orders
         self.result = EntriesResult(trading_date=trading_date)
         self.decision_run: uuid.UUID | None = None
+        self.market: ClockReading | None = None
         self.meta: dict[str, Any] = {
             "trading_date": trading_date,
             "strategy": strategy,
@@ -107,7 +114,7 @@ class EntryRun:
         }
 
     def execute(self, day_start: datetime | None) -> None:
-        if self.refused(day_start):
+        if self.outside_session() or self.refused(day_start):
             return
         snapshot = runs_repo.get_universe_snapshot(self.db, self.trading_date)
         if snapshot is None or not snapshot.symbols:
@@ -145,6 +152,27 @@ class EntryRun:
             order = self.open_one(entry)
             if order is not None:
                 orders.append(order)
+
+    def outside_session(self) -> bool:
+        """No new risk outside a session: not when the broker's clock says closed, not on a day the exchange
+        calendar has no session (or after a half day's early close), and not when the two disagree or the
+        broker's clock could not be read (a guessed clock is good enough to protect, never to open)."""
+        market = self.market
+        if market is None:
+            return False
+        self.meta["clock"] = market.metadata()
+        reason = None
+        if market.problem:
+            reason = f"no entries on the calendar's guess: {market.problem}"
+        elif not market.clock.is_open:
+            reason = f"market closed by the broker's clock ({market.calendar_reason})"
+        elif not market.calendar_in_session:
+            reason = f"the broker's clock says open but the exchange calendar says: {market.calendar_reason}"
+        elif market.clock.timestamp.astimezone(NEW_YORK).date() != self.trading_date:
+            reason = f"the broker's date is not {self.trading_date}: entries only for today's session"
+        if reason:
+            self.result.skipped_reason = reason
+        return reason is not None
 
     def refused(self, day_start: datetime | None) -> bool:
         """The kill switch, and the daily-loss limit (whose breach turns the kill switch on)."""

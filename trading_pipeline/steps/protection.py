@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from trading_pipeline.broker.base import (
+    LIVE_LEG_STATUSES,
     Broker,
     BrokerError,
     BrokerOrder,
@@ -28,6 +29,7 @@ from trading_pipeline.broker.base import (
 )
 from trading_pipeline.domain.ids import client_order_id, parse_client_order_id
 from trading_pipeline.domain.types import ExitReason, OrderAction, TradeStatus, closing_side
+from trading_pipeline.steps.holding_orders import free_quantity
 from trading_pipeline.steps.orders import order_fields
 from trading_pipeline.store import claims_repository as claims_repo
 from trading_pipeline.store import orders_repository as orders_repo
@@ -35,6 +37,7 @@ from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
 STOP_TYPES = (OrderType.STOP, OrderType.STOP_LIMIT)
+PARENT_LOOKBACK = timedelta(days=4)  # a Friday-evening entry that fills at Monday's open, and a margin
 
 
 @dataclass
@@ -68,6 +71,8 @@ def exit_orders_by_symbol(orders: Iterable[BrokerOrder]) -> dict[str, list[Broke
 
 
 def protect_positions(db: Database, broker: Broker, *, now: datetime | None = None) -> ProtectionResult:
+    """Raises BrokerError only when the broker's positions cannot be read (the caller reports it as a failed
+    check); every later failure is recorded per symbol and the step goes on."""
     result = ProtectionResult()
     current = now or datetime.now(UTC)
     trades = trades_repo.open_trades(db)  # read + commit
@@ -75,37 +80,88 @@ def protect_positions(db: Database, broker: Broker, *, now: datetime | None = No
     result.protected_positions = len(protected)
     result.broker_positions = broker.positions()  # protection closes no position: still true afterwards
     held = {p.symbol: p for p in result.broker_positions}
+    try:
+        working = exit_orders_by_symbol(broker.open_orders())
+    except BrokerError as exc:
+        for trade in protected:
+            result.failures[trade.symbol] = f"open orders unreadable, legs not verified this run: {exc}"
+        return result
+    by_parent = parents_by_client_order_id(broker, protected, result)
     gone = [t for t in protected if t.symbol not in held]
     if gone:
-        record_broker_closes(db, broker, gone, result)
-    still_open = [t for t in protected if t.symbol in held]
-    working = exit_orders_by_symbol(broker.open_orders())
-    for trade in still_open:
-        verify_legs(db, broker, trade, working.get(trade.symbol, []), result)
+        record_broker_closes(db, broker, gone, by_parent, result)
+    for trade in (t for t in protected if t.symbol in held):
+        verify_legs(db, broker, trade, working.get(trade.symbol, []), by_parent, result)
     cancel_orphans(db, broker, working, result, now=current)
     return result
 
 
-def record_broker_closes(
-    db: Database, broker: Broker, trades: list[trades_repo.TradeRecord], result: ProtectionResult
-) -> None:
-    """The broker no longer holds these protected positions: find the exit that filled and record it."""
-    after = min(t.entry_at for t in trades) - timedelta(minutes=1)
+def parents_by_client_order_id(
+    broker: Broker, trades: list[trades_repo.TradeRecord], result: ProtectionResult
+) -> dict[str, BrokerOrder]:
+    """The protected trades' parent orders (bracket entries, OCO pairs) with their legs, from one paged
+    `status=all&nested=true` listing: after a bracket's parent fills, Alpaca keeps the stop leg `held` and a
+    `status=open` listing need not show it. A parent missing here is looked up by id when it is needed."""
+    if not trades:
+        return {}
+    # A pending entry is re-dated to its fill: its parent was submitted earlier (a market order queued out of
+    # hours fills at the next open). A parent older than this margin is still found, by id, when needed.
+    after = min(t.entry_at for t in trades) - PARENT_LOOKBACK
     try:
-        finished = flatten(broker.closed_orders({t.symbol for t in trades}, after))
+        orders = broker.all_orders({t.symbol for t in trades}, after)
     except BrokerError as exc:
-        for trade in trades:
-            result.failures[trade.symbol] = f"looking up broker-side exits failed: {exc}"
-        return
+        result.failures["(order listing)"] = f"status=all listing failed, legs looked up one by one: {exc}"
+        return {}
+    return {o.client_order_id: o for o in orders}
+
+
+def protection_orders(
+    broker: Broker, trade: trades_repo.TradeRecord, by_parent: dict[str, BrokerOrder] | None = None
+) -> list[BrokerOrder]:
+    """The trade's protective parent and its legs as the broker has them now: from the listing, else by the
+    parent's client_order_id and then `GET /v2/orders/{id}?nested=true` (how Alpaca reports a bracket's legs)."""
+    cid = trade.protection_client_order_id
+    if cid is None:
+        return []
+    parent = (by_parent or {}).get(cid)
+    if parent is None or not parent.legs:
+        found = parent or broker.order_by_client_order_id(cid)
+        if found is None:
+            return []
+        parent = broker.order_by_id(found.id) or found
+    return parent.with_legs()
+
+
+def record_broker_closes(
+    db: Database,
+    broker: Broker,
+    trades: list[trades_repo.TradeRecord],
+    by_parent: dict[str, BrokerOrder],
+    result: ProtectionResult,
+) -> None:
+    """The broker no longer holds these protected positions: find the exit that filled and record it — by the
+    trade's own protective order first (its legs live under a parent submitted before the entry filled, so a
+    listing `after` the fill time misses them), else in the closed orders since the trade was created."""
+    listing: list[BrokerOrder] | None = None
     for trade in trades:
-        exits = [
-            o
-            for o in finished
-            if o.symbol == trade.symbol
-            and o.is_filled
-            and o.side is closing_side(trade.side)
-            and (o.filled_at is None or o.filled_at >= trade.entry_at)
-        ]
+        side = closing_side(trade.side)
+        try:
+            exits = [o for o in protection_orders(broker, trade, by_parent) if o.side is side and o.is_filled]
+            if not exits:
+                if listing is None:
+                    after = min(t.entry_at for t in trades) - PARENT_LOOKBACK
+                    listing = flatten(broker.closed_orders({t.symbol for t in trades}, after))
+                exits = [
+                    o
+                    for o in listing
+                    if o.symbol == trade.symbol
+                    and o.is_filled
+                    and o.side is side
+                    and (o.filled_at is None or o.filled_at >= trade.entry_at)
+                ]
+        except BrokerError as exc:
+            result.failures[trade.symbol] = f"looking up broker-side exits failed: {exc}"
+            continue
         if not exits:
             result.failures[trade.symbol] = "not held at the broker and no filled exit found: reconcile by hand"
             continue
@@ -133,9 +189,17 @@ def record_broker_closes(
             )
 
 
-def legs_match(trade: trades_repo.TradeRecord, orders: list[BrokerOrder]) -> bool:
+def live_legs(trade: trades_repo.TradeRecord, orders: Iterable[BrokerOrder]) -> list[BrokerOrder]:
+    """Exit orders that protect the trade right now: closing side, unfilled, in a state Alpaca keeps working
+    (a bracket's stop leg is `held` while its take-profit sibling rests)."""
     side = closing_side(trade.side)
-    mine = [o for o in orders if o.side is side and o.qty == trade.qty]
+    return [o for o in orders if o.side is side and o.status in LIVE_LEG_STATUSES and o.filled_qty == 0]
+
+
+def legs_match(trade: trades_repo.TradeRecord, orders: list[BrokerOrder]) -> bool:
+    """Live legs at the trade's quantity and exact levels. A leg at the wrong price or quantity is not
+    protection: it would sell the wrong amount, or at a price the trade never chose."""
+    mine = [o for o in live_legs(trade, orders) if o.qty == trade.qty]
     stop_ok = trade.stop_loss is None or any(o.type in STOP_TYPES and o.stop_price == trade.stop_loss for o in mine)
     take_ok = trade.take_profit is None or any(
         o.type is OrderType.LIMIT and o.limit_price == trade.take_profit for o in mine
@@ -144,14 +208,35 @@ def legs_match(trade: trades_repo.TradeRecord, orders: list[BrokerOrder]) -> boo
 
 
 def verify_legs(
-    db: Database, broker: Broker, trade: trades_repo.TradeRecord, working: list[BrokerOrder], result: ProtectionResult
+    db: Database,
+    broker: Broker,
+    trade: trades_repo.TradeRecord,
+    working: list[BrokerOrder],
+    by_parent: dict[str, BrokerOrder],
+    result: ProtectionResult,
 ) -> None:
+    """Protection verified from the open listing, else from the trade's own parent order; replaced only when
+    neither shows live legs at the right levels — so it is submitted at most once per change, never in a loop."""
     if legs_match(trade, working):
         result.verified += 1
         return
     try:
-        for order in working:  # wrong prices or half a pair: replace the whole protection
-            broker.cancel_order(order.id)
+        own = protection_orders(broker, trade, by_parent)
+    except BrokerError as exc:
+        result.failures[trade.symbol] = f"protective legs could not be looked up: {exc}"
+        return
+    if legs_match(trade, own):
+        result.verified += 1
+        return
+    # Only the pipeline's own orders are replaced here; anyone else's is cancelled (with an alert) only when a
+    # close needs the shares, by the sweep.
+    ours = [o for o in working if parse_client_order_id(o.client_order_id) is not None]
+    stale = {o.id: o for o in [*ours, *live_legs(trade, own)] if o.is_open}
+    try:
+        freed = free_quantity(broker, stale.values())  # wrong prices or half a pair: replace the whole protection
+        if freed.filled or not freed.free:
+            result.unprotected[trade.symbol] = "old legs not cancelled yet (or one filled): re-checked next run"
+            return
         attempt = sum(
             1
             for cid in orders_repo.order_client_ids_for_trade(db, trade.id)
@@ -204,19 +289,3 @@ def cancel_orphans(
                 result.orphans_cancelled.append(f"{symbol} {order.type.value} {order.id[:8]}")
             except BrokerError as exc:
                 result.failures[symbol] = f"cancelling orphan exit order failed: {exc}"
-
-
-def cancel_protection(broker: Broker, symbol: str) -> list[BrokerOrder]:
-    """Before the sweep sells a protected position itself: cancel its legs (Alpaca refuses to sell shares held
-    for open orders, 403 "insufficient qty available"). Returns the legs it could not cancel because they filled."""
-    filled: list[BrokerOrder] = []
-    for order in exit_orders_by_symbol(broker.open_orders([symbol])).get(symbol, []):
-        try:
-            broker.cancel_order(order.id)
-        except BrokerError:
-            again = broker.order_by_client_order_id(order.client_order_id)
-            if again is not None and again.is_filled:
-                filled.append(again)
-            else:
-                raise
-    return filled

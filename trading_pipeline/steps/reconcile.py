@@ -1,4 +1,21 @@
-"""Open trades vs broker positions, and pending entries resolved by client_order_id."""
+"""Open trades vs broker positions: pending entries resolved by client_order_id, divergences repaired.
+
+The broker's book is the truth about what is held; the DB is the record of intent. Every divergence fails the
+reconciliation check and alerts, and is repaired in the DB where the broker's book says unambiguously what
+happened (each repair with an audit row, `store/adjustments_repository.py`):
+
+- the broker holds fewer shares than our open trades: the trades are cut to what is held (oldest kept first);
+- the broker holds none: the trades are closed as `manual` — at the fill price of the closing order found at
+  the broker, or without a price when none is found (sold outside the pipeline, transferred);
+- the broker holds more than our trades: reported, never adopted (shares the pipeline did not buy carry no
+  stop it chose);
+- a quantity that moved by a split-like ratio with the cost basis unchanged: reported as a possible split and
+  left alone (cutting the quantity without re-basing the price would silently switch protection off).
+
+Pending entries: filled → open (protected by its bracket legs); partly filled → the rest is cancelled at once
+and the trade opened at the filled quantity, so exactly what was bought is protected; cancelled, rejected or
+expired → cancelled, with the broker's final status kept as the reason.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +25,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from trading_pipeline.broker.base import Broker, BrokerError, BrokerPosition
-from trading_pipeline.domain.types import TradeStatus, signed_qty
+from trading_pipeline.domain.drift import split_like_ratio
+from trading_pipeline.domain.types import TradeStatus, closing_side, signed_qty
+from trading_pipeline.steps.holding_orders import free_quantity
 from trading_pipeline.steps.orders import is_dead, order_fields
+from trading_pipeline.store import adjustments_repository as adjustments_repo
 from trading_pipeline.store import orders_repository as orders_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
@@ -25,15 +45,28 @@ class Reconciliation:
     missing_at_broker: dict[str, str] = field(default_factory=dict)  # in the DB, not at the broker
     extra_at_broker: dict[str, str] = field(default_factory=dict)  # at the broker, not in the DB
     qty_mismatch: dict[str, str] = field(default_factory=dict)
+    possible_splits: dict[str, str] = field(default_factory=dict)
+    repaired: dict[str, str] = field(default_factory=dict)  # what the DB was changed to follow the broker
     pending_filled: int = 0
+    pending_partial: int = 0
     pending_cancelled: int = 0
     pending_waiting: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     closing_symbols: list[str] = field(default_factory=list)
+    unavailable: str | None = None  # the broker's positions could not be read: nothing was compared
 
     @property
     def clean(self) -> bool:
-        return not (self.missing_at_broker or self.extra_at_broker or self.qty_mismatch)
+        return self.unavailable is None and not (
+            self.missing_at_broker or self.extra_at_broker or self.qty_mismatch or self.possible_splits
+        )
+
+    @property
+    def mismatches(self) -> dict[str, str]:
+        found = {**self.missing_at_broker, **self.extra_at_broker, **self.qty_mismatch, **self.possible_splits}
+        if self.unavailable:
+            found["(positions)"] = self.unavailable
+        return found
 
 
 def resolve_pending_entries(
@@ -43,6 +76,7 @@ def resolve_pending_entries(
     *,
     now: datetime | None = None,
     grace: timedelta = PENDING_GRACE,
+    run_id: str | None = None,
 ) -> None:
     current = now or datetime.now(UTC)
     for trade in trades_repo.trades_with_status(db, TradeStatus.PENDING_OPEN):
@@ -52,23 +86,41 @@ def resolve_pending_entries(
             continue
         try:
             order = broker.order_by_client_order_id(cid)
+            if order is not None and order.filled_qty > 0 and not order.is_terminal:
+                # Partly filled and still working: cancel the rest now, so what was bought is protected as is.
+                freed = free_quantity(broker, [order])
+                order = next(iter([*freed.cancelled, *freed.filled]), order)
         except BrokerError as exc:
             result.failures[trade.symbol] = f"pending entry lookup failed: {exc}"
             continue
         if order is not None:
             orders_repo.upsert_order(db, order_fields(order, trade.id))
-        if order is not None and order.is_filled and order.filled_avg_price is not None:
-            trades_repo.mark_entry_filled(
-                db,
-                trade.id,
-                client_order_id=cid,
-                fill_price=order.filled_avg_price,
-                filled_qty=order.filled_qty,
-                filled_at=order.filled_at or current,
-            )
+        if order is not None and order.filled_qty > 0 and order.filled_avg_price is not None and order.is_terminal:
+            filled_at = order.filled_at or current
+            if order.filled_qty < order.qty:
+                adjustments_repo.open_partial_entry(
+                    db, trade.id, client_order_id=cid, order=order, filled_at=filled_at, run_id=run_id
+                )
+                result.pending_partial += 1
+            else:
+                trades_repo.mark_entry_filled(
+                    db,
+                    trade.id,
+                    client_order_id=cid,
+                    fill_price=order.filled_avg_price,
+                    filled_qty=order.filled_qty,
+                    filled_at=filled_at,
+                )
             result.pending_filled += 1
-        elif (order is None and current - trade.entry_at >= grace) or (order and is_dead(order)):
-            trades_repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
+        elif order is not None and is_dead(order):
+            trades_repo.cancel_pending_entry(
+                db, trade.id, client_order_id=cid, reason=f"entry order {order.status} at the broker"
+            )
+            result.pending_cancelled += 1
+        elif order is None and current - trade.entry_at >= grace:
+            trades_repo.cancel_pending_entry(
+                db, trade.id, client_order_id=cid, reason="the broker has no order with this client_order_id"
+            )
             result.pending_cancelled += 1
         else:
             result.pending_waiting += 1
@@ -80,17 +132,29 @@ def reconcile_positions(
     *,
     now: datetime | None = None,
     broker_positions: list[BrokerPosition] | None = None,
+    resolve_pending: bool = True,
+    repair: bool = True,
+    run_id: str | None = None,
 ) -> Reconciliation:
-    """`broker_positions`: what this run already fetched (the protection step), so the broker is asked once."""
+    """`broker_positions`: what this run already fetched (the protection step), so the broker is asked once.
+    Raises BrokerError when the positions cannot be read at all (the caller reports it)."""
     result = Reconciliation()
-    resolve_pending_entries(db, broker, result, now=now)
+    if resolve_pending:
+        resolve_pending_entries(db, broker, result, now=now, run_id=run_id)
+    positions = broker.positions() if broker_positions is None else broker_positions
+    compare(db, positions, result)
+    if repair:
+        repair_drift(db, broker, positions, result, run_id=run_id)
+    return result
+
+
+def compare(db: Database, positions: list[BrokerPosition], result: Reconciliation) -> None:
     expected: dict[str, Decimal] = defaultdict(Decimal)
     for trade in trades_repo.open_trades(db):
         expected[trade.symbol] += signed_qty(trade.qty, trade.side)
     # A `closing` row's order may or may not have filled yet: its symbol is judged after the sweep settles it.
     closing = {t.symbol for t in trades_repo.closing_trades(db)}
     result.closing_symbols = sorted(closing)
-    positions = broker.positions() if broker_positions is None else broker_positions
     held = {p.symbol: signed_qty(p.qty, p.side) for p in positions}
     result.db_symbols = len(expected)
     result.broker_symbols = len(held)
@@ -104,4 +168,101 @@ def reconcile_positions(
             result.qty_mismatch[symbol] = f"DB expects {want}, broker holds {have}"
         else:
             result.matched += 1
-    return result
+
+
+def repair_drift(
+    db: Database,
+    broker: Broker,
+    positions: list[BrokerPosition],
+    result: Reconciliation,
+    *,
+    run_id: str | None = None,
+) -> None:
+    held = {p.symbol: p for p in positions}
+    by_symbol: dict[str, list[trades_repo.TradeRecord]] = defaultdict(list)
+    for trade in trades_repo.open_trades(db):
+        by_symbol[trade.symbol].append(trade)
+    for symbol in sorted(result.qty_mismatch):
+        trades, position = by_symbol.get(symbol, []), held.get(symbol)
+        if not trades or position is None or any(t.side is not position.side for t in trades):
+            continue  # a long against a short: nothing to cut, only to report
+        if not (position.qty.is_finite() and position.avg_entry_price.is_finite()):
+            continue  # an unreadable quantity (NaN): reported, never a number to cut a trade to
+        ours = sum((t.qty for t in trades), Decimal(0))
+        basis = sum((t.qty * t.entry_price for t in trades), Decimal(0)) / ours
+        ratio = split_like_ratio(ours, basis, position.qty, position.avg_entry_price)
+        if ratio is not None:
+            result.possible_splits[symbol] = (
+                f"DB {ours} at {basis:.2f}, broker {position.qty} at {position.avg_entry_price:.2f}: quantity × "
+                f"{ratio} with the cost basis unchanged — a split? left alone until its corporate action is known"
+            )
+            del result.qty_mismatch[symbol]
+            continue
+        if position.qty < ours:
+            _cut_to_held(db, symbol, trades, position.qty, result, run_id)
+    if result.missing_at_broker:
+        _close_outside(db, broker, {s: by_symbol.get(s, []) for s in result.missing_at_broker}, result, run_id)
+
+
+def _cut_to_held(
+    db: Database,
+    symbol: str,
+    trades: list[trades_repo.TradeRecord],
+    held: Decimal,
+    result: Reconciliation,
+    run_id: str | None,
+) -> None:
+    """Keep the oldest trades whole while the broker's shares last; cut the next, close the rest as manual."""
+    left = held
+    reason = f"broker holds {held} {symbol}, the DB {sum(t.qty for t in trades)}: following the broker"
+    for trade in sorted(trades, key=lambda t: (t.entry_at, str(t.id))):
+        if left >= trade.qty:
+            left -= trade.qty
+        elif left > 0:
+            adjustments_repo.reduce_to_held(db, trade.id, qty=left, reason=reason, run_id=run_id)
+            left = Decimal(0)
+        else:
+            adjustments_repo.close_outside(
+                db, trade.id, close_price=None, closed_at=datetime.now(UTC), reason=reason, run_id=run_id
+            )
+    result.repaired[symbol] = reason
+
+
+def _close_outside(
+    db: Database,
+    broker: Broker,
+    trades_by_symbol: dict[str, list[trades_repo.TradeRecord]],
+    result: Reconciliation,
+    run_id: str | None,
+) -> None:
+    """The broker holds none of these: closed outside the pipeline. The closing fill found at the broker gives
+    the exit price; without one the trade is closed with no price (and the performance check flags it)."""
+    trades = [t for group in trades_by_symbol.values() for t in group]
+    if not trades:
+        return
+    try:
+        after = min(t.entry_at for t in trades) - timedelta(minutes=1)
+        fills = [o for o in broker.closed_orders(set(trades_by_symbol), after) if o.is_filled]
+    except BrokerError as exc:
+        for symbol in trades_by_symbol:
+            result.failures[symbol] = f"not held at the broker; its closed orders unreadable, repaired next run: {exc}"
+        return
+    for symbol, group in trades_by_symbol.items():
+        for trade in group:
+            side = closing_side(trade.side)
+            mine = [o for o in fills if o.symbol == symbol and o.side is side]
+            exit_fill = next((o for o in mine if (o.filled_at or trade.entry_at) >= trade.entry_at), None)
+            reason = (
+                f"the broker holds no {symbol}; closed outside the pipeline by order {exit_fill.client_order_id}"
+                if exit_fill
+                else f"the broker holds no {symbol} and no closing fill was found: closed outside the pipeline"
+            )
+            adjustments_repo.close_outside(
+                db,
+                trade.id,
+                close_price=exit_fill.filled_avg_price if exit_fill else None,
+                closed_at=(exit_fill.filled_at if exit_fill else None) or datetime.now(UTC),
+                reason=reason,
+                run_id=run_id,
+            )
+            result.repaired[symbol] = reason

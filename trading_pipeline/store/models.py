@@ -86,8 +86,27 @@ class Trade(Base):
     protection_client_order_id: Mapped[str | None] = mapped_column(sa.String(48))
     closing_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     closing_run_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # Why the trade is in its status when the broker decided it (an entry rejected / expired / cancelled).
+    status_reason: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
+
+
+class PositionAdjustment(Base):
+    """Audit of every change the pipeline made to a trade to follow the broker's book rather than its own
+    intent: quantity drift repaired, a position closed outside the pipeline, a partial fill split off."""
+
+    __tablename__ = "position_adjustments"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    trade_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("trades.id"), index=True)
+    symbol: Mapped[str] = mapped_column(sa.String(16), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    before: Mapped[Any] = mapped_column(SafeJSON, default=dict)
+    after: Mapped[Any] = mapped_column(SafeJSON, default=dict)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    dagster_run_id: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
 class Order(Base):

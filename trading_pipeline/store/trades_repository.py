@@ -46,6 +46,8 @@ class TradeRecord:
     closing_run_id: str | None
     protected: bool = False
     protection_client_order_id: str | None = None
+    status_reason: str | None = None
+    created_at: datetime | None = None  # when the row was written: before the entry order was sent
 
     def position_view(self) -> PositionView:
         return PositionView(
@@ -64,7 +66,7 @@ class TradeRecord:
 _TRADE_FIELDS = tuple(TradeRecord.__slots__)
 
 
-def _trade_record(row: Trade) -> TradeRecord:
+def trade_record(row: Trade) -> TradeRecord:
     return TradeRecord(**{name: getattr(row, name) for name in _TRADE_FIELDS})
 
 
@@ -112,7 +114,7 @@ def insert_trade(db: Database, new: NewTrade) -> TradeRecord:
         )
         session.add(row)
         session.flush()
-        return _trade_record(row)
+        return trade_record(row)
 
 
 def _check_levels(new: NewTrade) -> None:
@@ -139,7 +141,7 @@ def _check_levels(new: NewTrade) -> None:
 def get_trade(db: Database, trade_id: uuid.UUID) -> TradeRecord | None:
     with db.transaction() as session:
         row = session.get(Trade, trade_id)
-        return None if row is None else _trade_record(row)
+        return None if row is None else trade_record(row)
 
 
 READ_PAGE = 1000  # rows per read transaction: 10,000 open trades read in one took ~400 ms (bench/RESULTS.md)
@@ -214,8 +216,9 @@ def mark_entry_filled(
         return True
 
 
-def cancel_pending_entry(db: Database, trade_id: uuid.UUID, *, client_order_id: str) -> bool:
-    """pending_open → cancelled: the entry order provably never filled (rejected, cancelled, absent)."""
+def cancel_pending_entry(db: Database, trade_id: uuid.UUID, *, client_order_id: str, reason: str | None = None) -> bool:
+    """pending_open → cancelled: the entry order provably never filled (rejected, cancelled, absent); `reason`
+    is what the broker said (its final status), kept on the trade."""
     with db.transaction() as session:
         result = session.execute(
             sa.update(Trade)
@@ -224,7 +227,7 @@ def cancel_pending_entry(db: Database, trade_id: uuid.UUID, *, client_order_id: 
                 Trade.status == TradeStatus.PENDING_OPEN,
                 Trade.open_client_order_id == client_order_id,
             )
-            .values(status=TradeStatus.CANCELLED, updated_at=utc_now())
+            .values(status=TradeStatus.CANCELLED, status_reason=reason, updated_at=utc_now())
             .execution_options(synchronize_session=False)
         )
         return result.rowcount == 1
@@ -292,7 +295,7 @@ def trades_active_since(db: Database, since: datetime) -> list[TradeRecord]:
             )
             .order_by(Trade.entry_at, Trade.id)
         )
-        return [_trade_record(row) for row in session.scalars(query)]
+        return [trade_record(row) for row in session.scalars(query)]
 
 
 def closed_trades_since(db: Database, since: datetime) -> list[TradeRecord]:
@@ -302,4 +305,4 @@ def closed_trades_since(db: Database, since: datetime) -> list[TradeRecord]:
             .where(Trade.status == TradeStatus.CLOSED, Trade.closed_at >= since)
             .order_by(Trade.closed_at)
         )
-        return [_trade_record(row) for row in rows]
+        return [trade_record(row) for row in rows]

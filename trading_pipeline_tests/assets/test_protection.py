@@ -11,6 +11,7 @@ import pytest
 from trading_pipeline.domain.ids import client_order_id
 from trading_pipeline.domain.names import STOP_LOSS_JOB, TRADING_DAY_JOB
 from trading_pipeline.domain.types import ExitReason, OrderAction, PositionSide, TradeStatus
+from trading_pipeline.store import adjustments_repository as adjustments_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.alerts_repository import current_trading_state, firing_alerts, set_trading_state
 from trading_pipeline.store.database import Database
@@ -175,7 +176,10 @@ def test_the_sweep_never_sells_shares_the_broker_does_not_hold(database_url: str
     assert len(sells(sim)) == before  # nothing sent
     assert trade.symbol not in sim.market.book.positions  # and no short opened
     assert check_results(result)["reconciliation_clean"] is False  # the mismatch is loud
-    assert "broker holds 0" in str(metadata(result, "closes")["failures"])
+    # …and repaired to follow the broker's book, with its audit row: closed outside the pipeline.
+    repaired = trades_repo.get_trade(db, trade.id)
+    assert repaired.status is TradeStatus.CLOSED and repaired.close_reason is ExitReason.MANUAL
+    assert [a.kind for a in adjustments_repo.adjustments(db, symbol=trade.symbol)] == ["closed_outside"]
 
 
 def test_invalid_risk_settings_are_alerted_but_never_stop_the_sweep(database_url: str, db: Database, sim) -> None:

@@ -44,7 +44,7 @@ def install(step: str, broker: AlpacaBroker) -> None:
                 park(step)
             return won
 
-        closes.claims_repo.claim_for_close = claim  # type: ignore[assignment]
+        claims_repo.claim_for_close = claim  # type: ignore[assignment]  # the module every step uses
     elif step in ("in_submit", "after_submit"):
         real_submit = broker.submit_order
 
@@ -67,7 +67,7 @@ def install(step: str, broker: AlpacaBroker) -> None:
                 park(step)
             return done
 
-        closes.claims_repo.record_close = record  # type: ignore[assignment]
+        claims_repo.record_close = record  # type: ignore[assignment]
     else:
         raise SystemExit(f"unknown step {step!r}; expected one of {', '.join(STEPS)}")
 

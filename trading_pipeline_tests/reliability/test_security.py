@@ -401,7 +401,11 @@ def command_lines(path: Path) -> list[str]:
 
 
 def test_every_ui_instruction_binds_to_loopback() -> None:
-    files = [ROOT / "README.md", *sorted((ROOT / "deploy").rglob("*.service")), ROOT / "trading_pipeline/harness/demo_report.py"]
+    files = [
+        ROOT / "README.md",
+        *sorted((ROOT / "deploy").rglob("*.service")),
+        ROOT / "trading_pipeline/harness/demo_report.py",
+    ]
     lines = [
         (str(path.relative_to(ROOT)), line)
         for path in files

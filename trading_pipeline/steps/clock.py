@@ -1,0 +1,57 @@
+"""One clock for a run: the broker's, cross-checked by the exchange calendar, which is also the fallback.
+
+The broker's clock says whether the market is open (it knows unscheduled closures); when it cannot be
+reached, the exchange calendar answers instead and the run says so in its metadata — a clock outage must
+never stop a stop-loss run. A disagreement (the broker says open on a calendar holiday, or closed in a
+calendar session) is reported, and entries refuse to trade on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from trading_pipeline.broker.base import Broker, BrokerError, MarketClock
+from trading_pipeline.domain.calendar import next_open_and_close, session_status
+
+BROKER = "broker"
+CALENDAR = "exchange calendar"
+
+
+@dataclass(frozen=True, slots=True)
+class ClockReading:
+    clock: MarketClock
+    source: str  # BROKER or CALENDAR
+    calendar_in_session: bool
+    calendar_reason: str
+    problem: str | None = None  # why the broker's clock was not used
+
+    @property
+    def agrees(self) -> bool:
+        """The broker's open/closed matches the exchange calendar at the broker's time."""
+        return self.clock.is_open == self.calendar_in_session
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "clock_source": self.source,
+            "clock_problem": self.problem or "",
+            "market_open": self.clock.is_open,
+            "calendar_in_session": self.calendar_in_session,
+            "clocks_agree": self.agrees,
+        }
+
+
+def read_clock(broker: Broker, *, now: datetime | None = None) -> ClockReading:
+    """The broker's clock, or — when it cannot be reached — the exchange calendar's answer at `now`."""
+    try:
+        clock = broker.clock()
+    except BrokerError as exc:
+        at = now or datetime.now(UTC)
+        calendar = session_status(at)
+        next_open, next_close = next_open_and_close(at)
+        fallback = MarketClock(timestamp=at, is_open=calendar.in_session, next_open=next_open, next_close=next_close)
+        return ClockReading(
+            fallback, CALENDAR, calendar.in_session, calendar.reason, problem=f"broker clock unreachable: {exc}"
+        )
+    calendar = session_status(clock.timestamp)
+    return ClockReading(clock, BROKER, calendar.in_session, calendar.reason)

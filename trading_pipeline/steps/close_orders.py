@@ -1,0 +1,265 @@
+"""One close, sized against the broker's book: claim (tx) → free the quantity → submit (no tx) → record (tx).
+
+- The order sells the lesser of the trade's quantity and what the broker holds for the symbol (after earlier
+  closes in the same symbol this run), never more and never a short; when the broker cannot be read, nothing
+  is sent this run (the position then counts as beyond its stop, which fails the run and alerts).
+- Open orders that hold the shares — the trade's own legs, found in the listing or by their parent, or anyone
+  else's — are cancelled and confirmed first; a refusal for held quantity (403) frees what holds it and tries
+  once more in the same run.
+- A close order that ends partly filled splits the trade: the filled part is closed, the rest is open again.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from trading_pipeline.broker.base import Broker, BrokerError, BrokerOrder, OrderRejected, OrderRequest
+from trading_pipeline.domain.exits import ExitDecision
+from trading_pipeline.domain.ids import client_order_id
+from trading_pipeline.domain.types import ExitReason, OrderAction, closing_side, signed_qty
+from trading_pipeline.steps.broker_book import BrokerBook
+from trading_pipeline.steps.holding_orders import describe_order, free_quantity
+from trading_pipeline.steps.orders import order_fields
+from trading_pipeline.steps.protection import STOP_TYPES, protection_orders
+from trading_pipeline.steps.sweep_result import SweepResult
+from trading_pipeline.store import adjustments_repository as adjustments_repo
+from trading_pipeline.store import claims_repository as claims_repo
+from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import trades_repository as trades_repo
+from trading_pipeline.store.database import Database
+
+HELD_QTY_REFUSALS = ("insufficient qty", "held for orders", "qty available")
+
+
+def close_position(
+    db: Database,
+    broker: Broker,
+    trade: trades_repo.TradeRecord,
+    decision: ExitDecision,
+    *,
+    run_id: str | None,
+    result: SweepResult,
+    now: datetime,
+    book: BrokerBook,
+) -> None:
+    symbol, side = trade.symbol, closing_side(trade.side)
+    held = book.held(symbol)
+    if held is None:
+        why = book.unknown.get(symbol) or "the broker's positions could not be read"
+        result.unsized[symbol] = f"{why}: no order sent (never sized on a guess); retried next run"
+        return
+    wanted = signed_qty(trade.qty, trade.side)
+    available = abs(held) if (held > 0) == (wanted > 0) else Decimal(0)
+    if available <= 0:
+        result.failures[symbol] = (
+            f"broker holds {held} {symbol}, the trade needs {wanted}: no order sent — the reconciliation records "
+            "the position as closed outside the pipeline"
+        )
+        return
+    if available < trade.qty:
+        reason = f"broker holds {available} {symbol}, the trade had {trade.qty}: closing what is held"
+        if adjustments_repo.reduce_to_held(db, trade.id, qty=available, reason=reason, run_id=run_id):
+            result.drift_repaired[symbol] = reason
+        trade = trades_repo.get_trade(db, trade.id) or trade
+    cid = client_order_id(trade.id, OrderAction.CLOSE, trade.close_attempts)
+    won = claims_repo.claim_for_close(
+        db,
+        trade.id,
+        client_order_id=cid,
+        reason=decision.reason,
+        trigger_price=decision.trigger_price,
+        run_id=run_id,
+        now=now,
+    )
+    if not won:
+        result.claim_lost += 1  # an overlapping run owns this close
+        return
+    result.claimed += 1
+    if not _free_the_shares(db, broker, trade, cid, book, result, listing_only=False):
+        return
+    request = OrderRequest(symbol=symbol, side=side, qty=trade.qty, client_order_id=cid)
+    order = _submit(db, broker, trade, cid, request, book, result)
+    if order is None:
+        return
+    result.orders_submitted += 1
+    book.take(symbol, trade.qty)
+    record_close_order(db, trade, order, result=result, reason=decision.reason, run_id=run_id)
+
+
+def _submit(
+    db: Database,
+    broker: Broker,
+    trade: trades_repo.TradeRecord,
+    cid: str,
+    request: OrderRequest,
+    book: BrokerBook,
+    result: SweepResult,
+) -> BrokerOrder | None:
+    for attempt in (1, 2):
+        try:
+            return broker.submit_order(request)
+        except OrderRejected as exc:
+            held_refusal = any(text in exc.message.lower() for text in HELD_QTY_REFUSALS)
+            if attempt == 1 and held_refusal:
+                # Something the listing did not show holds the shares: look for it directly, free it, retry once.
+                try:
+                    book.orders = book.orders or {}
+                    for order in broker.open_orders([trade.symbol]):
+                        if all(o.id != order.id for o in book.orders.get(trade.symbol, [])):
+                            book.add_order(order)
+                except BrokerError as lookup:
+                    result.failures[trade.symbol] = f"close refused ({exc.message}); open orders unreadable: {lookup}"
+                    claims_repo.release_claim(db, trade.id, client_order_id=cid)
+                    return None
+                if _free_the_shares(db, broker, trade, cid, book, result, listing_only=True):
+                    continue
+                return None
+            # The broker provably holds no order for this id: release so the next run retries (attempt + 1).
+            claims_repo.release_claim(db, trade.id, client_order_id=cid)
+            result.failures[trade.symbol] = f"close rejected by broker: {exc.message}"
+            return None
+        except BrokerError as exc:
+            # Ambiguous (timeouts, 5xx after retries): the row stays `closing`; the next run looks the id up,
+            # and until then the position counts as beyond its stop (no live order) — the run fails and alerts.
+            result.failures[trade.symbol] = f"close submit unresolved, will reconcile by client_order_id: {exc}"
+            return None
+    return None
+
+
+def _free_the_shares(
+    db: Database,
+    broker: Broker,
+    trade: trades_repo.TradeRecord,
+    cid: str,
+    book: BrokerBook,
+    result: SweepResult,
+    *,
+    listing_only: bool,
+) -> bool:
+    """Cancel what holds the trade's shares and confirm it. True: go on and submit the close. False: the claim
+    was settled here (a leg filled: recorded) or released (a cancel not yet confirmed: the next run closes)."""
+    side = closing_side(trade.side)
+    holders = list(book.holding_orders(trade.symbol, side) or [])
+    if trade.protected and not listing_only:
+        # After a bracket's parent fills, Alpaca keeps the stop leg `held` and a status=open listing need not
+        # show it: the legs are looked up by their parent.
+        try:
+            legs = protection_orders(broker, trade)
+        except BrokerError as exc:
+            claims_repo.release_claim(db, trade.id, client_order_id=cid)
+            result.failures[trade.symbol] = f"could not look up the protective legs before closing: {exc}"
+            return False
+        known = {o.id for o in holders}
+        for leg in legs:
+            if leg.id not in known and leg.is_open and leg.remaining_qty > 0 and leg.side is side:
+                holders.append(leg)
+                book.ours.add(leg.id)
+    if not holders:
+        return True
+    freed = free_quantity(broker, holders)
+    for order in [*freed.cancelled, *freed.unconfirmed, *freed.filled]:
+        if not book.is_ours(order):
+            result.outside_orders_cancelled.append(describe_order(order))
+    result.holding_orders_cancelled += len(freed.cancelled)
+    ours_filled = [o for o in freed.filled if book.is_ours(o)]
+    if ours_filled and _record_leg_close(db, trade, cid, ours_filled[0], result):
+        return False
+    if freed.filled:  # shares were sold before a cancel took (an outside order, or a leg in part)
+        book.refresh(trade.symbol)
+        claims_repo.release_claim(db, trade.id, client_order_id=cid)
+        whose = "the trade's own leg" if ours_filled else "an order placed outside the pipeline"
+        result.failures[trade.symbol] = (
+            f"{whose} filled while being cancelled ({describe_order(freed.filled[0])}): the close is re-sized "
+            "against the broker next run"
+        )
+        return False
+    if not freed.free:
+        claims_repo.release_claim(db, trade.id, client_order_id=cid)
+        pending = "; ".join([*map(describe_order, freed.unconfirmed), *freed.failures])
+        result.failures[trade.symbol] = f"waiting for the broker to confirm cancels ({pending}): closed next run"
+        return False
+    return True
+
+
+def _record_leg_close(
+    db: Database, trade: trades_repo.TradeRecord, cid: str, leg: BrokerOrder, result: SweepResult
+) -> bool:
+    """A protective leg filled while being cancelled: the broker already closed the position. Record that close
+    and send nothing. Returns True when the close was recorded (False: the leg filled only in part)."""
+    if leg.filled_qty < trade.qty:
+        return False
+    reason = ExitReason.BROKER_STOP if leg.type in STOP_TYPES else ExitReason.TAKE_PROFIT
+    orders_repo.upsert_order(db, order_fields(leg, trade.id))
+    if claims_repo.record_close(
+        db,
+        trade.id,
+        client_order_id=cid,
+        close_price=leg.filled_avg_price,
+        closed_at=leg.filled_at or datetime.now(UTC),
+        reason=reason,
+    ):
+        result.closed += 1
+        result.closes_by_reason[reason.value] += 1
+    return True
+
+
+def record_close_order(
+    db: Database,
+    trade: trades_repo.TradeRecord,
+    order: BrokerOrder,
+    *,
+    result: SweepResult,
+    reason: ExitReason | None,
+    run_id: str | None = None,
+) -> None:
+    orders_repo.upsert_order(db, order_fields(order, trade.id))
+    final_reason = reason or trade.close_reason
+    if order.is_filled:
+        closed = claims_repo.record_close(
+            db,
+            trade.id,
+            client_order_id=order.client_order_id,
+            close_price=order.filled_avg_price,
+            closed_at=order.filled_at or datetime.now(UTC),
+        )
+        if closed:
+            _count_close(result, trade.symbol, final_reason, trade.qty, trade.entry_price, order)
+    elif order.is_terminal and order.filled_qty > 0 and order.filled_avg_price is not None:
+        # Partly filled and done (cancelled, expired): the filled shares are closed, the rest is open again.
+        part = adjustments_repo.split_partial_close(
+            db,
+            trade.id,
+            client_order_id=order.client_order_id,
+            filled_qty=order.filled_qty,
+            close_price=order.filled_avg_price,
+            closed_at=order.filled_at or datetime.now(UTC),
+            run_id=run_id,
+        )
+        if part is not None:
+            result.partial_closes += 1
+            _count_close(result, trade.symbol, final_reason, part.qty, trade.entry_price, order)
+    else:
+        result.pending_fill += 1  # accepted or partly filled and still working: resolved next run
+
+
+def _count_close(
+    result: SweepResult,
+    symbol: str,
+    reason: ExitReason | None,
+    qty: Decimal,
+    entry: Decimal,
+    order: BrokerOrder,
+) -> None:
+    result.closed += 1
+    result.closes_by_reason[reason.value if reason else "unknown"] += 1
+    result.closed_trades.append(
+        {
+            "symbol": symbol,
+            "reason": reason,
+            "qty": qty,
+            "entry": entry,
+            "exit": order.filled_avg_price,
+            "client_order_id": order.client_order_id,
+        }
+    )

@@ -1,0 +1,42 @@
+"""What one stop-loss sweep did, counted for the run's metadata and the checks."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SweepResult:
+    positions_checked: int = 0
+    unique_symbols: int = 0
+    quote_requests: int = 0
+    missing_quotes: list[str] = field(default_factory=list)
+    unusable_quotes: dict[str, str] = field(default_factory=dict)
+    exits_decided: int = 0
+    claimed: int = 0
+    claim_lost: int = 0
+    orders_submitted: int = 0
+    closed: int = 0
+    pending_fill: int = 0
+    closes_by_reason: Counter[str] = field(default_factory=Counter)
+    failures: dict[str, str] = field(default_factory=dict)
+    leftovers_found: int = 0
+    leftovers_closed: int = 0
+    leftovers_released: int = 0
+    high_water_marks_raised: int = 0
+    closed_trades: list[dict[str, object]] = field(default_factory=list)
+    partial_closes: int = 0
+    # Exits decided but not sent because the broker's holding could not be read (never sized on a guess).
+    unsized: dict[str, str] = field(default_factory=dict)
+    drift_repaired: dict[str, str] = field(default_factory=dict)
+    holding_orders_cancelled: int = 0
+    outside_orders_cancelled: list[str] = field(default_factory=list)  # orders the pipeline did not place
+    book_problems: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def flagged_positions(self) -> dict[str, str]:
+        """Positions that could not be judged this run: no quote, or a quote that must not be used."""
+        flagged = {symbol: "no quote returned by the broker" for symbol in self.missing_quotes}
+        flagged.update(self.unusable_quotes)
+        return flagged

@@ -1,0 +1,207 @@
+"""Changes that make a trade follow the broker's book, each with its audit row in the same short transaction.
+
+The broker's book is the truth about what is held; the trades table is the record of intent. When they
+diverge, the trade is changed here — never silently: every change writes a `position_adjustments` row with
+what it was, what it became and why, so a person can read back every repair the pipeline made.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from trading_pipeline.domain.types import ExitReason, TradeStatus
+from trading_pipeline.store.database import Database
+from trading_pipeline.store.models import PositionAdjustment, Trade, utc_now
+from trading_pipeline.store.trades_repository import TradeRecord, trade_record
+
+QTY_DRIFT = "qty_drift"
+CLOSED_OUTSIDE = "closed_outside"
+PARTIAL_CLOSE = "partial_close"
+PARTIAL_ENTRY = "partial_entry"
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustmentRecord:
+    id: int
+    trade_id: uuid.UUID | None
+    symbol: str
+    kind: str
+    before: Any
+    after: Any
+    reason: str
+    created_at: datetime
+
+
+def _audit(session: Any, trade: Trade, kind: str, before: dict, after: dict, reason: str, run_id: str | None) -> None:
+    session.add(
+        PositionAdjustment(
+            trade_id=trade.id,
+            symbol=trade.symbol,
+            kind=kind,
+            before=before,
+            after=after,
+            reason=reason,
+            dagster_run_id=run_id,
+        )
+    )
+
+
+def reduce_to_held(db: Database, trade_id: uuid.UUID, *, qty: Decimal, reason: str, run_id: str | None = None) -> bool:
+    """An open trade's quantity lowered to what the broker holds for it (never raised: shares the pipeline did
+    not buy are not adopted). False if the trade is no longer open or already at or below `qty`."""
+    with db.transaction() as session:
+        row = session.scalar(sa.select(Trade).where(Trade.id == trade_id, Trade.status == TradeStatus.OPEN))
+        if row is None or not (0 < qty < row.qty):
+            return False
+        before = {"qty": row.qty}
+        row.qty = qty
+        row.updated_at = utc_now()
+        _audit(session, row, QTY_DRIFT, before, {"qty": qty}, reason, run_id)
+        return True
+
+
+def close_outside(
+    db: Database,
+    trade_id: uuid.UUID,
+    *,
+    close_price: Decimal | None,
+    closed_at: datetime,
+    reason: str,
+    run_id: str | None = None,
+) -> bool:
+    """An open trade the broker no longer holds, closed as `manual` (sold outside the pipeline): at the fill
+    price of the closing order found at the broker, or with no price when none was found."""
+    with db.transaction() as session:
+        row = session.scalar(sa.select(Trade).where(Trade.id == trade_id, Trade.status == TradeStatus.OPEN))
+        if row is None:
+            return False
+        before = {"status": row.status, "qty": row.qty}
+        row.status = TradeStatus.CLOSED
+        row.close_reason = ExitReason.MANUAL
+        row.close_price = close_price
+        row.closed_at = closed_at
+        row.status_reason = reason
+        row.updated_at = utc_now()
+        _audit(session, row, CLOSED_OUTSIDE, before, {"status": row.status, "close_price": close_price}, reason, run_id)
+        return True
+
+
+def split_partial_close(
+    db: Database,
+    trade_id: uuid.UUID,
+    *,
+    client_order_id: str,
+    filled_qty: Decimal,
+    close_price: Decimal,
+    closed_at: datetime,
+    run_id: str | None = None,
+) -> TradeRecord | None:
+    """A close order that ended partly filled: the filled shares become their own closed trade (exact P&L),
+    the rest stays this trade, open again so the next sweep closes it with its next attempt number.
+
+    Only for the claim identified by `client_order_id`; None when that claim is not (or no longer) current."""
+    with db.transaction() as session:
+        row = session.scalar(
+            sa.select(Trade)
+            .where(
+                Trade.id == trade_id,
+                Trade.status == TradeStatus.CLOSING,
+                Trade.close_client_order_id == client_order_id,
+            )
+            .with_for_update()
+        )
+        if row is None or not (0 < filled_qty < row.qty):
+            return None
+        closed = Trade(
+            id=uuid.uuid4(),
+            symbol=row.symbol,
+            side=row.side,
+            qty=filled_qty,
+            entry_price=row.entry_price,
+            entry_at=row.entry_at,
+            stop_loss=row.stop_loss,
+            take_profit=row.take_profit,
+            trailing_pct=row.trailing_pct,
+            high_water_mark=row.high_water_mark,
+            status=TradeStatus.CLOSED,
+            strategy=row.strategy,
+            decision_run_id=row.decision_run_id,
+            close_reason=row.close_reason,
+            close_trigger_price=row.close_trigger_price,
+            close_price=close_price,
+            closed_at=closed_at,
+            close_attempts=row.close_attempts,
+            closing_started_at=row.closing_started_at,
+            closing_run_id=row.closing_run_id,
+            protected=False,
+            status_reason=f"split from trade {row.id}: part of close order {client_order_id} filled",
+        )
+        before = {"qty": row.qty, "status": row.status}
+        row.qty = row.qty - filled_qty
+        row.status = TradeStatus.OPEN
+        row.close_client_order_id = None
+        row.close_reason = None
+        row.close_trigger_price = None
+        row.closing_started_at = None
+        row.closing_run_id = None
+        row.updated_at = utc_now()
+        session.flush()  # the original gives up the close id before the split-off row takes it (unique)
+        closed.close_client_order_id = client_order_id
+        session.add(closed)
+        reason = f"close order {client_order_id} filled {filled_qty} of {before['qty']}; the rest is closed next"
+        _audit(session, row, PARTIAL_CLOSE, before, {"qty": row.qty, "closed_trade": closed.id}, reason, run_id)
+        session.flush()
+        return trade_record(closed)
+
+
+def open_partial_entry(
+    db: Database,
+    trade_id: uuid.UUID,
+    *,
+    client_order_id: str,
+    order: Any,
+    filled_at: datetime,
+    run_id: str | None = None,
+) -> bool:
+    """pending_open → open at the part of the entry order that filled (the rest was cancelled): the trade
+    holds exactly what was bought, at its fill price."""
+    with db.transaction() as session:
+        row = session.scalar(
+            sa.select(Trade)
+            .where(
+                Trade.id == trade_id,
+                Trade.status == TradeStatus.PENDING_OPEN,
+                Trade.open_client_order_id == client_order_id,
+            )
+            .with_for_update()
+        )
+        if row is None:
+            return False
+        before = {"qty": row.qty, "status": row.status}
+        row.status = TradeStatus.OPEN
+        row.qty = order.filled_qty
+        row.entry_price = order.filled_avg_price
+        row.entry_at = filled_at
+        if row.trailing_pct is not None:
+            row.high_water_mark = order.filled_avg_price
+        row.updated_at = utc_now()
+        reason = f"entry {client_order_id} filled {order.filled_qty} of {order.qty}; the rest was cancelled"
+        _audit(session, row, PARTIAL_ENTRY, before, {"qty": row.qty, "status": row.status}, reason, run_id)
+        return True
+
+
+def adjustments(db: Database, *, symbol: str | None = None) -> list[AdjustmentRecord]:
+    with db.transaction() as session:
+        query = sa.select(PositionAdjustment).order_by(PositionAdjustment.id)
+        if symbol is not None:
+            query = query.where(PositionAdjustment.symbol == symbol)
+        return [
+            AdjustmentRecord(r.id, r.trade_id, r.symbol, r.kind, r.before, r.after, r.reason, r.created_at)
+            for r in session.scalars(query)
+        ]
