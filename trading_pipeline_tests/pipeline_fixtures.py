@@ -22,8 +22,11 @@ TEST_DAY = "2026-11-24"
 
 
 def pipeline_definitions(database_url: str, sim: SimBroker, **strategy: Any) -> dg.Definitions:
+    """The product's definitions against `sim`. Plain market entries unless a test asks for protective orders
+    (the product's default): most tests here exercise the sweep, the first line of defence, on its own."""
     broker = BrokerResource(kind="sim", trading_url=sim.url, data_url=sim.url, request_timeout_seconds=5)
-    return build_definitions(sim_or_live_resources(database_url, broker, strategy=StrategyConfig(**strategy)))
+    config = StrategyConfig(**{"protective_orders": False, **strategy})
+    return build_definitions(sim_or_live_resources(database_url, broker, strategy=config))
 
 
 def run_job(

@@ -22,7 +22,9 @@ class StrategyConfig(dg.ConfigurableResource):
     max_daily_loss: float | None = None  # today's loss that halts trading (kill switch) and alerts
     trailing_stop_pct: float | None = None
     max_age_trading_days: int | None = None  # close positions held this many sessions
-    protective_orders: bool = False  # bracket entries: the broker itself holds each stop and take-profit
+    # Bracket entries: the broker itself holds each stop and take-profit — the defence that survives the
+    # pipeline's own outage. On by default; off leaves protection to the sweep alone.
+    protective_orders: bool = True
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # A bad config (negative stop, unknown strategy name) fails the run at its start, with the reason,
