@@ -42,7 +42,7 @@ BAD_STRATEGIES: dict[str, tuple[dict[str, Any], type[Exception], str]] = {
     "zero stop": ({"stop_loss_pct": 0.0}, ValueError, "stop_loss_pct"),
     "stop of 150% (above entry for a long)": ({"stop_loss_pct": 150.0}, ValueError, "stop_loss_pct"),
     "negative take-profit": ({"take_profit_pct": -6.0}, ValueError, "take_profit_pct"),
-    "unknown strategy": ({"name": "moonshot"}, UnknownStrategy, "unknown strategy 'moonshot'"),
+    "unknown strategy": ({"name": "moonshot"}, UnknownStrategy, "entry strategy 'moonshot': unknown strategy"),
     "negative max positions": ({"max_open_positions": -1}, ValueError, "max_open_positions"),
     "NaN notional": ({"max_notional_per_position": float("nan")}, ValueError, "max_notional_per_position"),
 }
@@ -55,7 +55,7 @@ def test_a_bad_strategy_config_fails_the_run_before_anything_is_written(
     settings, error, words = BAD_STRATEGIES[case]
     with pytest.raises(error, match=words):
         config = StrategyConfig(**settings)
-        config.strategy()
+        config.load()
         config.limits()
     with running_sim(realtime=False, n_symbols=150) as sim:
         defs = pipeline_definitions(database_url, sim, **settings)
