@@ -87,7 +87,8 @@ def register(commands: Any) -> None:
         "(default TRADING_PIPELINE_STRATEGY or momentum)",
     )
     demo.add_argument(
-        "--strategy-params", help="the strategy's parameters as a JSON object (default TRADING_PIPELINE_STRATEGY_PARAMS)"
+        "--strategy-params",
+        help="the strategy's parameters as a JSON object (default TRADING_PIPELINE_STRATEGY_PARAMS)",
     )
     demo.set_defaults(handler=_demo)
 

@@ -73,7 +73,9 @@ def test_the_pipeline_loads_it_and_validates_its_params() -> None:
 
 
 def test_the_entry_point_names_it_once_installed() -> None:
-    points = [ep for ep in importlib.metadata.entry_points(group="trading_pipeline.strategies") if ep.name == "breakout"]
+    points = [
+        ep for ep in importlib.metadata.entry_points(group="trading_pipeline.strategies") if ep.name == "breakout"
+    ]
     if not points:
         pytest.skip("tp-breakout-strategy is not installed (pip install -e examples/breakout_strategy)")
     assert points[0].value == "tp_breakout.strategy:BreakoutStrategy"
