@@ -68,7 +68,7 @@ def test_an_entry_point_may_not_shadow_the_built_in_or_another_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(fake_distribution(tmp_path / "a", "shadow-pkg", {"momentum": "json:dumps"})))
-    with pytest.raises(StrategyProblem, match="also an entry point of shadow-pkg 1.0"):
+    with pytest.raises(StrategyProblem, match=r"also an entry point of shadow-pkg 1\.0"):
         load_strategy("momentum")
     monkeypatch.syspath_prepend(str(fake_distribution(tmp_path / "b", "twin-one", {"twin": "json:dumps"})))
     monkeypatch.syspath_prepend(str(fake_distribution(tmp_path / "c", "twin-two", {"twin": "json:loads"})))

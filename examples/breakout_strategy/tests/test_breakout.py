@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-
 from tp_breakout import BreakoutParams, BreakoutStrategy
+
 from trading_pipeline.domain.strategy import AccountView, DailyBar, StrategyInputs, StrategyProblem
 from trading_pipeline.domain.strategy_intents import checked_intents
 from trading_pipeline.domain.types import Quote
