@@ -87,6 +87,16 @@ def closes(
     failures = {**result.failures, **result.unsized, **result.book_problems}
     if failures:
         context.log.error(f"closes: failures: {failures}")
+    if result.split_suspects:
+        alerts.dispatcher(db, context.log).fire(
+            "closes:possible_split",
+            "possible stock split: positions not sold on it",
+            "The broker's quantity moved by a split-like ratio with the cost basis unchanged, and no corporate "
+            "action re-based it yet. Not sold (the price did not really move); check the corporate actions: "
+            + "; ".join(f"{s}: {t}" for s, t in sorted(result.split_suspects.items())),
+            severity="critical",
+            source="closes",
+        )
     if result.outside_orders_cancelled:
         # Someone else's order held the shares a stop-loss needed: it was cancelled, and a person must know.
         alerts.dispatcher(db, context.log).fire(
@@ -122,6 +132,7 @@ def closes(
             "partial_closes": result.partial_closes,
             "drift_repaired_by_sweep": md(reasons_table(result.drift_repaired)),
             "holding_orders_cancelled": result.holding_orders_cancelled,
+            "possible_splits_not_sold": md(reasons_table(result.split_suspects)),
             "outside_orders_cancelled": json_value(result.outside_orders_cancelled),
             "closed_positions": md(markdown_table(result.closed_trades)),
             **reading.metadata(),

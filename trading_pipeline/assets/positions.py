@@ -4,15 +4,20 @@ from datetime import timedelta
 
 import dagster as dg
 
-from trading_pipeline.assets.context import guarded_broker, trading_date
+from trading_pipeline.assets.context import day_start, guarded_broker, trading_date
 from trading_pipeline.broker.base import BrokerError
 from trading_pipeline.checks import positions as positions_checks
-from trading_pipeline.checks.metadata import markdown_table, md, reasons_table
+from trading_pipeline.checks.metadata import json_value, markdown_table, md, reasons_table
 from trading_pipeline.domain.names import STOP_LOSS_JOB
 from trading_pipeline.monitoring.runs import recent_runs
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.steps.clock import read_clock
+from trading_pipeline.steps.corporate_actions import (
+    CorporateActionsResult,
+    apply_corporate_actions,
+    read_at_session_start,
+)
 from trading_pipeline.steps.protection import ProtectionResult, protect_positions
 from trading_pipeline.steps.reconcile import Reconciliation, reconcile_positions, resolve_pending_entries
 from trading_pipeline.store import trades_repository as trades_repo
@@ -39,6 +44,9 @@ def positions(
     # Pending entries first: an entry that filled since the last run becomes an open trade before protection
     # looks for its legs (its bracket's stop may already have closed it at the broker).
     resolve_pending_entries(db, client, result, now=now, run_id=run_id)
+    # Splits re-based before anything judges a price against a stop: once per session for every held symbol.
+    today = trading_date(reading.clock)
+    actions = read_at_session_start(db, client, today=today, session_start=day_start(today, now), run_id=run_id)
     # Second line of defence next: record what the broker's own stops closed, re-arm missing legs, cancel
     # orphans — so the reconciliation below compares the DB with the broker as it really is now.
     try:
@@ -55,6 +63,15 @@ def positions(
         reconciled.pending_cancelled, reconciled.pending_waiting = result.pending_cancelled, result.pending_waiting
         reconciled.failures.update(result.failures)
         result = reconciled
+        moved = sorted({*result.possible_splits, *result.qty_mismatch})
+        if moved:  # a held symbol's quantity moved: a split the session-start read did not know yet?
+            again = apply_corporate_actions(db, client, today=today, symbols=moved, run_id=run_id)
+            _merge_actions(actions, again)
+            if again.rebased or again.renamed:  # re-arm protection at the new prices, compare again
+                protection = protect_positions(db, client, now=now)
+                result = reconcile_positions(
+                    db, client, now=now, broker_positions=protection.broker_positions, resolve_pending=False
+                )
     except BrokerError as exc:
         result.unavailable = f"broker positions unreadable, DB and broker not compared this run: {exc}"
     mismatches = result.mismatches
@@ -89,10 +106,16 @@ def positions(
             "closed_by_broker_orders": len(protection.broker_closes),
             "broker_closes": md(markdown_table(protection.broker_closes)),
             "orphan_orders_cancelled": len(protection.orphans_cancelled),
+            "corporate_actions_read": actions.read,
+            "corporate_actions": json_value(actions.actions),
+            "split_rebased": len(actions.rebased),
+            "split_rebases": md(reasons_table(actions.rebased)),
+            "symbols_renamed": md(reasons_table(actions.renamed)),
             **reading.metadata(),
         },
         check_results=[
             positions_checks.reconciliation_clean(mismatches, result.matched, repaired=result.repaired),
+            positions_checks.levels_match_broker(result.possible_splits),
             positions_checks.protective_orders_live(
                 protection.protected_positions, protection_problems, protection.recreated
             ),
@@ -100,3 +123,11 @@ def positions(
             positions_checks.no_stale_closing_rows(trades_repo.closing_trades(db), run_starts=run_starts),
         ],
     )
+
+
+def _merge_actions(into: CorporateActionsResult, more: CorporateActionsResult) -> None:
+    into.read = into.read or more.read
+    into.actions += [a for a in more.actions if a not in into.actions]
+    into.rebased.update(more.rebased)
+    into.renamed.update(more.renamed)
+    into.failures.update(more.failures)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from alpaca.data.historical import StockHistoricalDataClient
+from alpaca.data.historical.corporate_actions import CorporateActionsClient
 from alpaca.trading.client import TradingClient
 
 from trading_pipeline.broker.alpaca_market_data import DEFAULT_FEED, QUOTE_CHUNK_SIZE, MarketDataCalls
@@ -73,8 +74,9 @@ class AlpacaBroker(TradingCalls, MarketDataCalls):
         self._jitter = jitter or random.Random()
         self._trading = TradingClient(api_key, secret_key, paper=paper, url_override=self.trading_url)
         self._data = StockHistoricalDataClient(api_key, secret_key, url_override=self.data_url)
-        harden_client(self._trading, timeout)
-        harden_client(self._data, timeout)
+        self._corporate = CorporateActionsClient(api_key, secret_key, url_override=self.data_url)
+        for client in (self._trading, self._data, self._corporate):
+            harden_client(client, timeout)
 
     @classmethod
     def from_settings(
@@ -101,7 +103,7 @@ class AlpacaBroker(TradingCalls, MarketDataCalls):
 
     def close(self) -> None:
         """Release pooled HTTP connections (the Dagster resource calls this at teardown)."""
-        for client in (self._trading, self._data):
+        for client in (self._trading, self._data, self._corporate):
             client._session.close()
 
     def __repr__(self) -> str:

@@ -10,15 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
 
 from alpaca.data.historical import StockHistoricalDataClient
-from alpaca.data.requests import StockBarsRequest, StockLatestQuoteRequest
+from alpaca.data.historical.corporate_actions import CorporateActionsClient
+from alpaca.data.requests import CorporateActionsRequest, StockBarsRequest, StockLatestQuoteRequest
 from alpaca.data.timeframe import TimeFrame
 
 from trading_pipeline.broker.alpaca_calls import AlpacaCalls, Attempts
-from trading_pipeline.broker.alpaca_models import NEW_YORK, bar_from_sdk, quote_from_sdk
+from trading_pipeline.broker.alpaca_models import NEW_YORK, bar_from_sdk, decimal_or_none, quote_from_sdk
 from trading_pipeline.broker.base import Bar, QuoteBatch
 from trading_pipeline.broker.symbols import split_symbols
+from trading_pipeline.domain.corporate_actions import FORWARD_SPLIT, NAME_CHANGE, REVERSE_SPLIT, CorporateAction
 from trading_pipeline.domain.types import Quote
 
 log = logging.getLogger("trading_pipeline.broker.alpaca")
@@ -30,12 +34,15 @@ QUOTE_CHUNK_SIZE = 500
 # Symbols per daily-bars call (the SDK then follows next_page_token itself).
 BARS_CHUNK_SIZE = 500
 DEFAULT_FEED = "iex"
+CORPORATE_ACTIONS_CHUNK = 100  # symbols per corporate-actions request (they travel in the URL)
+_KINDS = {"forward_splits": FORWARD_SPLIT, "reverse_splits": REVERSE_SPLIT, "name_changes": NAME_CHANGE}
 
 
 class MarketDataCalls(AlpacaCalls):
     """The market-data half of `AlpacaBroker`."""
 
     _data: StockHistoricalDataClient
+    _corporate: CorporateActionsClient
     quote_chunk_size: int
     feed: str
 
@@ -84,3 +91,32 @@ class MarketDataCalls(AlpacaCalls):
                 bars.extend(bar_from_sdk(symbol, item) for item in items)
         bars.sort(key=lambda bar: (bar.symbol, bar.timestamp))
         return bars
+
+    def corporate_actions(self, symbols: Iterable[str], start: date, end: date) -> list[CorporateAction]:
+        """Forward and reverse splits and name changes for `symbols` with an ex-date (a name change's process
+        date) in [start, end], through alpaca-py's CorporateActionsClient (`GET /v1/corporate-actions`)."""
+        valid, rejected = split_symbols(symbols)
+        if rejected:
+            raise ValueError(f"malformed symbols, not sent: {rejected}")
+        found: list[CorporateAction] = []
+        for offset in range(0, len(valid), CORPORATE_ACTIONS_CHUNK):
+            chunk = valid[offset : offset + CORPORATE_ACTIONS_CHUNK]
+            request = CorporateActionsRequest(symbols=chunk, types=list(_KINDS.values()), start=start, end=end)
+            result = self._call("corporate_actions", lambda r=request: self._corporate.get_corporate_actions(r))
+            for group, items in (getattr(result, "data", None) or {}).items():
+                kind = _KINDS.get(group)
+                if kind is not None:
+                    found.extend(_corporate_action(kind, item) for item in items)
+        return sorted(found, key=lambda a: (a.ex_date, a.symbol))
+
+
+def _corporate_action(kind: str, item: Any) -> CorporateAction:
+    if kind == NAME_CHANGE:
+        return CorporateAction(kind, item.old_symbol, item.process_date, new_symbol=item.new_symbol)
+    return CorporateAction(
+        kind,
+        item.symbol,
+        item.ex_date,
+        old_rate=decimal_or_none(item.old_rate) or Decimal(1),
+        new_rate=decimal_or_none(item.new_rate) or Decimal(1),
+    )

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from trading_pipeline.domain.corporate_actions import CorporateAction
 from trading_pipeline.domain.types import OrderSide, PositionSide, Quote
 
 
@@ -259,3 +260,5 @@ class Broker(Protocol):
     def close_position(self, symbol: str) -> BrokerOrder: ...
 
     def daily_bars(self, symbols: Iterable[str], start: date, end: date) -> list[Bar]: ...
+
+    def corporate_actions(self, symbols: Iterable[str], start: date, end: date) -> list[CorporateAction]: ...

@@ -37,6 +37,29 @@ SPECS = [
 ]
 
 
+LEVELS_SPEC = dg.AssetCheckSpec(
+    "levels_match_broker",
+    asset="positions",
+    description=(
+        "No held position's quantity and price disagree with the broker by a split-like ratio: after a split "
+        "that is not re-based, the stop sits at the old price — it fires at once (forward split) or never "
+        "(reverse split)."
+    ),
+)
+SPECS.append(LEVELS_SPEC)
+
+
+def levels_match_broker(possible_splits: Mapping[str, str]) -> dg.AssetCheckResult:
+    listed = "; ".join(f"{symbol}: {text}" for symbol, text in sorted(possible_splits.items())[:3])
+    return result(
+        "levels_match_broker",
+        not possible_splits,
+        "levels follow the broker" if not possible_splits else f"possible splits not re-based: {listed}",
+        numbers={"possible_splits": len(possible_splits)},
+        problems=dict(possible_splits),
+    )
+
+
 PROTECTION_SPEC = dg.AssetCheckSpec(
     "protective_orders_live",
     asset="positions",

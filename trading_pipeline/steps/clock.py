@@ -41,12 +41,18 @@ class ClockReading:
         }
 
 
+def wall_clock() -> datetime:
+    """This machine's time: what the calendar is asked at when the broker's clock cannot be read (one place,
+    so a test can run the fallback against a simulated broker's time)."""
+    return datetime.now(UTC)
+
+
 def read_clock(broker: Broker, *, now: datetime | None = None) -> ClockReading:
     """The broker's clock, or — when it cannot be reached — the exchange calendar's answer at `now`."""
     try:
         clock = broker.clock()
     except BrokerError as exc:
-        at = now or datetime.now(UTC)
+        at = now or wall_clock()
         calendar = session_status(at)
         next_open, next_close = next_open_and_close(at)
         fallback = MarketClock(timestamp=at, is_open=calendar.in_session, next_open=next_open, next_close=next_close)

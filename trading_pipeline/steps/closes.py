@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from trading_pipeline.broker.base import Broker
 from trading_pipeline.domain.calendar import NEW_YORK, trading_days_between
+from trading_pipeline.domain.drift import split_like_ratio
 from trading_pipeline.domain.exits import ExitDecision, InvalidQuote, decide_exit, next_high_water_mark
 from trading_pipeline.domain.types import Quote
 from trading_pipeline.steps.broker_book import BrokerBook
@@ -101,7 +102,10 @@ def run_stop_loss_sweep(
     # more than is held (that would open a short), and is never blocked by the listing being down.
     book = BrokerBook.read(broker, {trade.symbol for trade, _ in exits})
     result.book_problems = dict(book.problems)
+    result.split_suspects = split_suspects(trades, book, {trade.symbol for trade, _ in exits})
     for trade, decision in exits:
+        if trade.symbol in result.split_suspects:
+            continue  # never sell on a split: the price did not move, the share count did
         close_position(db, broker, trade, decision, run_id=run_id, result=result, now=decision_time, book=book)
     return result
 
@@ -110,6 +114,27 @@ def _tighter(own: int | None, configured: int | None) -> int | None:
     """The strategy's age limit for this trade or the configured one, whichever closes it sooner."""
     limits = [age for age in (own, configured) if age is not None]
     return min(limits) if limits else None
+
+
+def split_suspects(trades: list[trades_repo.TradeRecord], book: BrokerBook, symbols: set[str]) -> dict[str, str]:
+    """Symbols whose broker quantity moved by a split-like ratio with the cost basis unchanged. A price that
+    crossed a stop there is a split not yet re-based (its corporate action unknown so far), not a gap: the
+    sweep sends nothing and says so. When the broker's quantity did not change, it is a real gap and sells."""
+    suspects = {}
+    for symbol in sorted(symbols):
+        position = book.positions.get(symbol)
+        mine = [t for t in trades if t.symbol == symbol]
+        if position is None or not mine:
+            continue
+        qty = sum((t.qty for t in mine), Decimal(0))
+        basis = sum((t.qty * t.entry_price for t in mine), Decimal(0)) / qty
+        ratio = split_like_ratio(qty, basis, position.qty, position.avg_entry_price)
+        if ratio is not None:
+            suspects[symbol] = (
+                f"broker holds {position.qty} at {position.avg_entry_price} for our {qty} at {basis:.2f} "
+                f"(× {ratio}, cost basis unchanged): a split not re-based yet — not sold on it"
+            )
+    return suspects
 
 
 def _sessions_held(trade: trades_repo.TradeRecord, now: datetime) -> int:

@@ -33,6 +33,7 @@ class SweepResult:
     holding_orders_cancelled: int = 0
     outside_orders_cancelled: list[str] = field(default_factory=list)  # orders the pipeline did not place
     book_problems: dict[str, str] = field(default_factory=dict)
+    split_suspects: dict[str, str] = field(default_factory=dict)  # not sold: quantity moved like a split
 
     @property
     def flagged_positions(self) -> dict[str, str]:

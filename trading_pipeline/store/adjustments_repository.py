@@ -24,6 +24,8 @@ QTY_DRIFT = "qty_drift"
 CLOSED_OUTSIDE = "closed_outside"
 PARTIAL_CLOSE = "partial_close"
 PARTIAL_ENTRY = "partial_entry"
+SPLIT_REBASE = "split_rebase"
+RENAME = "symbol_change"
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,67 @@ def open_partial_entry(
         row.updated_at = utc_now()
         reason = f"entry {client_order_id} filled {order.filled_qty} of {order.qty}; the rest was cancelled"
         _audit(session, row, PARTIAL_ENTRY, before, {"qty": row.qty, "status": row.status}, reason, run_id)
+        return True
+
+
+def rebase_for_split(
+    db: Database,
+    trade_id: uuid.UUID,
+    *,
+    action_key: str,
+    ratio: Decimal,
+    qty: Decimal,
+    prices: dict[str, Decimal | None],
+    reason: str,
+    run_id: str | None = None,
+) -> bool:
+    """Apply a split to one open (or pending) trade: quantity and every level re-based, in one transaction with
+    its audit row. Idempotent by `action_key`: a split is applied to a trade once, whatever re-reads it."""
+    with db.transaction() as session:
+        row = session.scalar(
+            sa.select(Trade)
+            .where(Trade.id == trade_id, Trade.status.in_([TradeStatus.OPEN, TradeStatus.PENDING_OPEN]))
+            .with_for_update()
+        )
+        if row is None:
+            return False
+        done = session.scalar(
+            sa.select(sa.func.count())
+            .select_from(PositionAdjustment)
+            .where(
+                PositionAdjustment.trade_id == trade_id,
+                PositionAdjustment.kind == SPLIT_REBASE,
+                PositionAdjustment.reason.startswith(action_key),
+            )
+        )
+        if done:
+            return False
+        names = ("entry_price", "stop_loss", "take_profit", "high_water_mark")
+        before = {"qty": row.qty, "ratio": ratio, **{name: getattr(row, name) for name in names}}
+        row.qty = qty
+        for name in names:
+            if name in prices:
+                setattr(row, name, prices[name])
+        row.updated_at = utc_now()
+        after = {"qty": row.qty, **{name: getattr(row, name) for name in names}}
+        _audit(session, row, SPLIT_REBASE, before, after, f"{action_key}: {reason}", run_id)
+        return True
+
+
+def rename_symbol(
+    db: Database, trade_id: uuid.UUID, *, action_key: str, new_symbol: str, reason: str, run_id: str | None = None
+) -> bool:
+    """A symbol change: the trade follows its shares to the new ticker (once per action)."""
+    with db.transaction() as session:
+        row = session.scalar(
+            sa.select(Trade).where(Trade.id == trade_id, Trade.status.in_([TradeStatus.OPEN, TradeStatus.PENDING_OPEN]))
+        )
+        if row is None or row.symbol == new_symbol:
+            return False
+        before = {"symbol": row.symbol}
+        row.symbol = new_symbol
+        row.updated_at = utc_now()
+        _audit(session, row, RENAME, before, {"symbol": new_symbol}, f"{action_key}: {reason}", run_id)
         return True
 
 

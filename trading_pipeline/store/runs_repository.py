@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -116,6 +116,18 @@ def finish_decision_run(db: Database, decision_run_id: uuid.UUID, execution_meta
             sa.update(DecisionRun)
             .where(DecisionRun.id == decision_run_id)
             .values(finished_at=utc_now(), execution_meta=execution_meta)
+        )
+
+
+def decision_runs_since(db: Database, *, kind: str, since: datetime) -> int:
+    with db.transaction() as session:
+        return (
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(DecisionRun)
+                .where(DecisionRun.kind == kind, DecisionRun.started_at >= since)
+            )
+            or 0
         )
 
 

@@ -127,8 +127,10 @@ def test_case3_the_sweeps_own_close_cancels_the_held_legs_first(database_url: st
 
 @pytest.mark.parametrize("route", ["GET /v2/positions", "GET /v2/orders", "GET /v2/clock"])
 def test_case4_four_500s_on_one_endpoint_never_block_the_close(
-    database_url: str, db: Database, sim, route: str
+    database_url: str, db: Database, sim, route: str, monkeypatch
 ) -> None:
+    # Without the broker's clock the calendar is asked at this machine's time: here, the simulated session's.
+    monkeypatch.setattr("trading_pipeline.steps.clock.wall_clock", lambda: sim.market.now)
     [trade] = seed_positions(db, sim, tradable_symbols(sim.market, 1), qty=5)
     sim.market.gap(trade.symbol, -15)
     sim.faults.fail_next("500", count=1000, route=route)  # down for the whole run

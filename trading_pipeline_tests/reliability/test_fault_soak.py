@@ -56,12 +56,14 @@ def test_a_faulty_day_of_sweeps_closes_every_cross_once(database_url: str) -> No
 
 
 @pytest.mark.postgres
-def test_stop_loss_job_under_faults_through_dagster(postgres_server_url: str) -> None:
+def test_stop_loss_job_under_faults_through_dagster(postgres_server_url: str, monkeypatch) -> None:
     from trading_pipeline_tests.conftest import _truncate_all
 
     _truncate_all(postgres_server_url)
     rng = random.Random(5)
     with running_sim(realtime=False, n_symbols=300) as sim, Database(postgres_server_url) as db:
+        # A faulted clock falls back to the calendar at this machine's time: here, the simulated session's.
+        monkeypatch.setattr("trading_pipeline.steps.clock.wall_clock", lambda: sim.market.now)
         trades = seed_positions(db, sim, tradable_symbols(sim.market, 12), qty=3)
         broker = FastBrokerResource(
             kind="sim", trading_url=sim.url, data_url=sim.url, request_timeout_seconds=REQUEST_TIMEOUT
