@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -135,3 +136,35 @@ def test_the_example_installs_into_a_fresh_venv_and_trades_in_the_demo(tmp_path:
     opened = next(line for line in demo.stdout.splitlines() if "trading day ✓" in line)
     assert "positions opened" in opened and " 0 positions opened" not in opened
     assert "HEALTHY" in demo.stdout
+
+
+def test_the_readmes_strategy_loads_and_its_intents_pass_the_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from trading_pipeline.domain.strategy import AccountView, DailyBar, StrategyInputs
+    from trading_pipeline.domain.strategy_intents import checked_intents
+    from trading_pipeline.domain.types import Quote
+    from trading_pipeline.resources.strategy_loading import load_strategy
+
+    section = (ROOT / "README.md").read_text().split("## Write your own strategy", 1)[1].split("\n## ", 1)[0]
+    [code] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    (tmp_path / "readme_dip_buyer.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loaded = load_strategy("readme_dip_buyer:DipBuyer", '{"stop_pct": 3}')
+    now = datetime(2026, 11, 24, 14, 31, tzinfo=UTC)
+    bars = tuple(DailyBar(date(2026, 11, 19 + i), *(Decimal(c),) * 4, 1000) for i, c in enumerate(["30", "29", "28"]))
+    inputs = StrategyInputs(
+        trading_date=date(2026, 11, 24),
+        now=now,
+        universe=("DIP", "UP"),
+        quotes={s: Quote(s, Decimal("27.99"), Decimal("28.01"), now) for s in ("DIP", "UP")},
+        bars={"DIP": bars, "UP": tuple(reversed(bars))},
+        positions=(),
+        account=AccountView(Decimal(10_000), Decimal(10_000), Decimal(10_000)),
+    )
+    [priced], _ = checked_intents(loaded.strategy.entry_intents(inputs), inputs, loaded.strategy.name)
+    assert priced.symbol == "DIP" and priced.intent.stop_loss == Decimal("27.17")
+    assert priced.intent.take_profit == Decimal("30.25")  # 28.01 × 1.08 = 30.2508, onto the cent grid
