@@ -8,6 +8,7 @@ proposed is traded (`domain/strategy_intents.py`).
 from __future__ import annotations
 
 import traceback
+from types import MappingProxyType
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -80,8 +81,9 @@ def gather_inputs(
         trading_date=trading_date,
         now=now,
         universe=tuple(symbols),
-        quotes=usable,
-        bars=bars,
+        # Read-only views: the intents are priced against these quotes, so the strategy must not edit them.
+        quotes=MappingProxyType(usable),
+        bars=MappingProxyType(bars),
         positions=tuple(t.position_view() for t in held),
         account=AccountView(buying_power=account.buying_power, cash=account.cash, equity=account.equity),
     )
