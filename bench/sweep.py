@@ -55,7 +55,7 @@ from trading_pipeline.broker.guarded import GuardedBroker
 from trading_pipeline.domain.exits import InvalidQuote, PositionView, decide_exit
 from trading_pipeline.domain.ids import client_order_id
 from trading_pipeline.domain.types import OrderAction, OrderSide, PositionSide, TradeStatus
-from trading_pipeline.sim.orders import SimPosition
+from trading_pipeline.sim.account import SimPosition
 from trading_pipeline.sim.server import DUMMY_API_KEY, DUMMY_SECRET_KEY, SimBroker
 from trading_pipeline.steps.closes import run_stop_loss_sweep
 from trading_pipeline.store.database import Database, redact

@@ -80,6 +80,14 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "DAGSTER_PG_PASSWORD": ("(unset)", "Production only: its password. Secret."),
     "DAGSTER_PG_DB": ("(unset)", "Production only: its database name."),
     "TEST_DATABASE_URL": ("(unset)", "Tests only: a PostgreSQL URL; Postgres-parametrized tests run against it."),
+    "TP_MODEL_EXAMPLES": (
+        "12",
+        "Tests only: examples of the model-based stop-loss test (hypothesis); 300 for the long profile.",
+    ),
+    "TP_MODEL_STEPS": (
+        "25",
+        "Tests only: steps per example of the model-based stop-loss test; 60 for the long profile.",
+    ),
     "TRADING_PIPELINE_REQUIRE_POSTGRES": (
         "(unset)",
         "Tests only: `1` makes a missing TEST_DATABASE_URL/Postgres a failure instead of a skip (CI sets it).",

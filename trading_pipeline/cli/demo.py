@@ -51,16 +51,22 @@ def _soak(args: argparse.Namespace) -> int:
     from trading_pipeline.harness.soak import run_soak
     from trading_pipeline.harness.soak_report import render_report
 
-    # Every injected fault would print a retry warning; the table below is what the soak is for.
-    logging.getLogger("trading_pipeline.broker").setLevel(logging.ERROR)
-    report = run_soak(
-        args.minutes,
-        args.fault_rate,
-        args.seed,
-        database_url=args.database_url,
-        positions=args.positions,
-        progress=lambda text: print(text, flush=True),
-    )
+    # Every injected fault would print a retry warning; the table below is what the soak is for. Restored
+    # after, so a caller in the same process (a test) keeps its own logging.
+    broker_log = logging.getLogger("trading_pipeline.broker")
+    level = broker_log.level
+    broker_log.setLevel(logging.ERROR)
+    try:
+        report = run_soak(
+            args.minutes,
+            args.fault_rate,
+            args.seed,
+            database_url=args.database_url,
+            positions=args.positions,
+            progress=lambda text: print(text, flush=True),
+        )
+    finally:
+        broker_log.setLevel(level)
     print(render_report(report))
     return EXIT_OK if report.ok else EXIT_FAILED
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,7 +124,8 @@ def _run(
                 retry=plan.retry,
             )
             broker = GuardedBroker(client, db.monitor.broker_call)
-            day = SoakDay(db, sim, broker, rng, plan.positions, report)
+            day = SoakDay(db, sim, broker, rng, plan.positions, report, fault_rate=plan.fault_rate)
+            _partial_fills(sim, plan.fault_rate)
             sim.faults.configure(
                 seed=plan.seed,
                 timeout_seconds=plan.request_timeout * 1.5,
@@ -140,6 +142,7 @@ def _run(
                     )
             counters = sim.counters()
             sim.faults.clear()
+            _partial_fills(sim, 0.0)
             for extra in range(1, plan.settle_runs + 1):
                 day.run(total + extra, settle=True)
             report.runs = total
@@ -154,3 +157,8 @@ def _run(
         report.checkouts_during_broker_calls = db.monitor.stats().checkouts_during_broker_calls
     report.wall_seconds = time.perf_counter() - started
     return report
+
+
+def _partial_fills(sim: SimBroker, rate: float) -> None:
+    """Let the sim fill a share of market orders in part at first (Alpaca's paper engine does)."""
+    sim.market.configure_partial_fills(rate=rate, fraction=Decimal("0.5"))

@@ -35,12 +35,20 @@ class SoakReport:
     problems: list[str] = field(default_factory=list)
     closes_reported_by_sweeps: int = 0  # progress only; `closes` is judged from the DB at the end
     close_delays: dict[str, int] = field(default_factory=dict)  # trade id → runs from cross to close
+    outside_orders: int = 0  # orders the script placed "in the web app", holding a position's shares
+    drifts: int = 0  # positions the script shrank behind the pipeline's back
+    outages: int = 0  # one endpoint failing through a whole run's retries
+    partial_fills: int = 0  # closes (or entries) that filled in part and were split by the pipeline
+    oversells: int = 0  # more sold than bought, or a short: must stay 0
+    divergences_unreported: int = 0  # a drift the reconciliation did not report: must stay 0
 
     @property
     def ok(self) -> bool:
         return (
             self.duplicates == 0
             and self.lost == 0
+            and self.oversells == 0
+            and self.divergences_unreported == 0
             and self.max_close_delay_runs <= MAX_CLOSE_DELAY_RUNS
             and self.closing_left == 0
             and self.reconciliation_clean
@@ -62,8 +70,15 @@ def render_report(report: SoakReport) -> str:
         ("positions opened", str(report.positions_opened)),
         ("crossings observed", str(report.crossings)),
         ("closes", f"{report.closes} ({reasons})"),
+        (
+            "book faults",
+            f"{report.outside_orders} outside orders, {report.drifts} drifts, {report.outages} endpoint outages, "
+            f"{report.partial_fills} partly filled closes split",
+        ),
         ("duplicates", str(report.duplicates)),
-        ("lost", str(report.lost)),
+        ("lost (missed stops)", str(report.lost)),
+        ("oversells", str(report.oversells)),
+        ("divergences unreported", str(report.divergences_unreported)),
         ("max close delay", f"{report.max_close_delay_runs} runs (limit {MAX_CLOSE_DELAY_RUNS})"),
         ("healed before judged", str(report.healed_before_close)),
         ("closing rows left", str(report.closing_left)),

@@ -1,10 +1,9 @@
 """A seeded US-equity market: universe, NYSE clock, prices, history, scenarios and one trading account.
 
-`Market` is the one object the HTTP server and tests talk to. It owns a re-entrant lock around all state
-(the server is threaded). The clock only moves when told (`set_time`, `advance`, `advance_to`); between
-two instants the market replays every session open, every minute of every session and every close, and
-evaluates working orders after each price change, so a stop fills the minute it is crossed even if no
-client is connected. Prices move only during NYSE sessions (exchange_calendars XNYS: holidays, half days).
+`Market` is what the HTTP server and tests talk to, from several threads: a re-entrant lock guards all state.
+The clock moves only when told (`set_time`, `advance`, `advance_to`); between two instants the market replays
+every session open, minute and close, evaluating working orders after each price change, so a stop fills the
+minute it is crossed with no client connected. Prices move only in NYSE sessions (XNYS: holidays, half days).
 
 Same seed + same start + same sequence of clock moves and scenario calls → the same market.
 """

@@ -1,13 +1,10 @@
-"""The local Alpaca-compatible paper broker: an HTTP server over the simulated market.
+"""The local Alpaca-compatible paper broker: the simulated market behind an HTTP server.
 
 It speaks the subset of Alpaca's trading API v2 and market-data API v2 the pipeline uses, on one host
 root, so alpaca-py's own `TradingClient` and `StockHistoricalDataClient` are pointed at it with
-`url_override` and the production code path runs unchanged with no keys and no network.
-
-Why the standard library's `ThreadingHTTPServer`: it needs no new dependency, handles keep-alive
-(HTTP/1.1) and concurrent clients with one thread per connection, and gives direct access to the socket,
-which fault injection needs (hang a request, reset a connection after the order was accepted). The
-market is guarded by one lock, so throughput is not the point; fidelity is.
+`url_override` and the production code path runs unchanged with no keys and no network. The HTTP side is
+Starlette under uvicorn (`app.py`); the market is guarded by one lock, so throughput is not the point;
+fidelity is.
 
 In-process use:
 
@@ -21,213 +18,20 @@ As a process: `serve(port=8765, seed=7)` (wired as `trading-pipeline sim-broker`
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from trading_pipeline.sim.errors import (
-    CODE_INTERNAL,
-    CODE_MALFORMED_BODY,
-    CODE_RATE_LIMITED,
-    CODE_UNAUTHORIZED,
-    SimApiError,
-)
+from trading_pipeline.sim.app import HttpServer, build_app
 from trading_pipeline.sim.faults import FaultConfig, FaultInjector
 from trading_pipeline.sim.market import DEFAULT_INITIAL_CASH, DEFAULT_N_SYMBOLS, DEFAULT_SEED, Market
-from trading_pipeline.sim.routes import Request, Response, Route, match
 
 log = logging.getLogger(__name__)
 
 DUMMY_API_KEY = "sim-key-id"
 DUMMY_SECRET_KEY = "sim-secret-key"
-MAX_BODY_BYTES = 1_000_000
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Do not wait for handler threads on close: a request sleeping in a fault must not delay shutdown.
-    block_on_close = False
-    sim: SimBroker
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in two writes; without this, Nagle + delayed ACK add ~40 ms per request.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("sim-broker %s - %s", self.address_string(), format % args)
-
-    # ---- one request ----
-
-    def _handle(self, method: str) -> None:
-        sim = self.server.sim
-        split = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        raw_body = self._read_body()
-        if raw_body is None:
-            return
-        route, path_params = match(method, split.path)
-        name = route.name if route is not None else f"{method} <unmatched>"
-        fault = sim.faults.decide(name)
-        config = sim.faults.config
-        if config.latency_ms and not (route is not None and route.is_admin and config.exempt_admin):
-            sim.faults.stopping.wait(config.latency_ms / 1000.0)
-        if fault == "timeout":
-            # Hang longer than any sensible client timeout, then hang up without an answer.
-            sim.faults.stopping.wait(config.timeout_seconds)
-            self._drop_connection()
-            return
-        data_api = route.data_api if route is not None else split.path.startswith("/v2/stocks")
-        if fault in ("429", "500", "503"):
-            self._send_fault(fault, data_api, config.retry_after_seconds)
-            return
-        response = self._respond(sim, route, path_params, query, raw_body, data_api)
-        if fault == "drop":
-            self._drop_connection()
-            return
-        if fault == "drop_502":
-            self._send(502, b"", "text/plain")
-            return
-        if fault == "504":  # the gateway gave up; the request behind it went through
-            self._send(504, b"<html><body><h1>504 Gateway Time-out</h1></body></html>", "text/html")
-            return
-        self._send_json(response)
-
-    def _respond(
-        self,
-        sim: SimBroker,
-        route: Route | None,
-        path_params: dict[str, str],
-        query: dict[str, str],
-        raw_body: bytes,
-        data_api: bool,
-    ) -> Response:
-        if route is None:
-            return Response(
-                404, {"code": 40410000, "message": "endpoint not found"} if not data_api else {"message": "Not Found"}
-            )
-        if not route.is_admin and not self._authorized():
-            body = (
-                {"message": "unauthorized."}
-                if data_api
-                else {"code": CODE_UNAUTHORIZED, "message": "request is not authorized"}
-            )
-            return Response(401, body)
-        body: Any = None
-        if route.takes_body and raw_body:
-            try:
-                body = json.loads(raw_body)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                return Response(400, {"code": CODE_MALFORMED_BODY, "message": "request body format is invalid"})
-        try:
-            sim.sync_clock()
-            return route.handler(sim, Request(query=query, path_params=path_params, body=body))
-        except SimApiError as error:
-            return Response(error.status, error.body())
-        except Exception:
-            log.exception("sim-broker: %s %s failed", route.method, route.template)
-            return Response(500, {"code": CODE_INTERNAL, "message": "internal server error occurred"})
-
-    def _authorized(self) -> bool:
-        # Any non-empty pair is accepted: the simulator has no real accounts, only the shape of auth.
-        return bool(self.headers.get("APCA-API-KEY-ID")) and bool(self.headers.get("APCA-API-SECRET-KEY"))
-
-    # ---- plumbing ----
-
-    def _read_body(self) -> bytes | None:
-        length_text = self.headers.get("Content-Length") or "0"
-        try:
-            length = int(length_text)
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY_BYTES:
-            self._send_json(Response(400, {"code": CODE_MALFORMED_BODY, "message": "invalid Content-Length"}))
-            self.close_connection = True
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _send_fault(self, fault: str, data_api: bool, retry_after: int) -> None:
-        if fault == "429":
-            body = (
-                {"message": "too many requests."}
-                if data_api
-                else {"code": CODE_RATE_LIMITED, "message": "rate limit exceeded"}
-            )
-            self._send_json(Response(429, body, {"Retry-After": str(retry_after)}))
-        elif fault == "500":
-            body = (
-                {"message": "internal server error"}
-                if data_api
-                else {"code": CODE_INTERNAL, "message": "internal server error occurred"}
-            )
-            self._send_json(Response(500, body))
-        else:  # what a load balancer sends when the service behind it is gone: not JSON
-            self._send(503, b"upstream connect error or disconnect/reset before headers", "text/plain")
-
-    def _send_json(self, response: Response) -> None:
-        if response.body is None:
-            self._send(response.status, b"", None, response.headers)
-            return
-        payload = json.dumps(response.body, separators=(",", ":"), default=_json_default).encode()
-        self._send(response.status, payload, "application/json; charset=UTF-8", response.headers)
-
-    def _send(
-        self, status: int, payload: bytes, content_type: str | None, headers: dict[str, str] | None = None
-    ) -> None:
-        try:
-            self.send_response(status)
-            if content_type is not None:
-                self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            for key, value in (headers or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            if payload:
-                self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _drop_connection(self) -> None:
-        """Close the socket without a response: the client sees a reset / remote disconnect."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 class SimBroker:
@@ -264,8 +68,8 @@ class SimBroker:
         self.tick_seconds = tick_seconds
         self._host = host
         self._port = port
-        self._server: _Server | None = None
-        self._threads: list[threading.Thread] = []
+        self._server: HttpServer | None = None
+        self._ticker: threading.Thread | None = None
         self._wall_origin = time.monotonic()
         self._sim_origin = self.market.now
 
@@ -275,32 +79,25 @@ class SimBroker:
         if self._server is not None:
             return self
         self.faults.stopping.clear()
-        server = _Server((self._host, self._port), _Handler)
-        server.sim = self
+        server = HttpServer(build_app(self), self._host, self._port)
+        server.start()
         self._server = server
-        serving = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sim-broker-http", daemon=True
-        )
-        serving.start()
-        self._threads = [serving]
         if self.realtime:
             self._wall_origin = time.monotonic()
             self._sim_origin = self.market.now
-            ticker = threading.Thread(target=self._tick_forever, name="sim-broker-clock", daemon=True)
-            ticker.start()
-            self._threads.append(ticker)
+            self._ticker = threading.Thread(target=self._tick_forever, name="sim-broker-clock", daemon=True)
+            self._ticker.start()
         return self
 
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is None:
             return
-        self.faults.stopping.set()  # wake requests sleeping in latency/timeout faults, and the ticker
-        server.shutdown()
-        server.server_close()
-        for thread in self._threads:
-            thread.join(timeout=2.0)
-        self._threads = []
+        self.faults.stopping.set()  # wake the ticker
+        server.stop()  # wakes requests sleeping in latency/timeout faults, then waits for the rest
+        if self._ticker is not None:
+            self._ticker.join(timeout=2.0)
+            self._ticker = None
 
     def __enter__(self) -> SimBroker:
         return self.start()
@@ -332,7 +129,7 @@ class SimBroker:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("SimBroker is not running; use `with SimBroker(...) as sim:` or call start()")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def url(self) -> str:
@@ -375,21 +172,26 @@ def serve(
     sim = SimBroker(
         seed=seed, n_symbols=n_symbols, start=start, host=host, port=port, faults=faults, realtime=True, speed=speed
     )
-    with sim:
-        clock = sim.market.clock()
-        lines = [
-            f"sim-broker: Alpaca-compatible paper broker on {sim.url} (seed {seed}, {n_symbols} symbols)",
-            f"  simulated time {clock.timestamp.astimezone(UTC).isoformat()} — market "
-            f"{'open' if clock.is_open else 'closed'}, speed x{speed:g}",
-            "  point the pipeline at it with:",
-            *[f"    export {key}={value}" for key, value in sim.env().items()],
-            f"  admin: {sim.url}/_sim/faults  {sim.url}/_sim/counters  {sim.url}/_sim/clock  "
-            f"POST {sim.url}/_sim/scenario",
-            "  Ctrl-C to stop",
-        ]
-        print("\n".join(lines), flush=True)
-        try:
+    try:
+        # Ctrl-C may come while the banner is still being written (a client can read it and be done by
+        # then): the whole life of the server is inside the try, so it always ends as a clean stop.
+        with sim:
+            print(_banner(sim, seed, n_symbols, speed), flush=True)
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            print("sim-broker: stopped", flush=True)
+    except KeyboardInterrupt:
+        print("sim-broker: stopped", flush=True)
+
+
+def _banner(sim: SimBroker, seed: int, n_symbols: int, speed: float) -> str:
+    clock = sim.market.clock()
+    lines = [
+        f"sim-broker: Alpaca-compatible paper broker on {sim.url} (seed {seed}, {n_symbols} symbols)",
+        f"  simulated time {clock.timestamp.astimezone(UTC).isoformat()} — market "
+        f"{'open' if clock.is_open else 'closed'}, speed x{speed:g}",
+        "  point the pipeline at it with:",
+        *[f"    export {key}={value}" for key, value in sim.env().items()],
+        f"  admin: {sim.url}/_sim/faults  {sim.url}/_sim/counters  {sim.url}/_sim/clock  POST {sim.url}/_sim/scenario",
+        "  Ctrl-C to stop",
+    ]
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ from trading_pipeline.steps.broker_book import BrokerBook
 from trading_pipeline.steps.holding_orders import describe_order, free_quantity
 from trading_pipeline.steps.orders import order_fields
 from trading_pipeline.steps.protection import STOP_TYPES, protection_orders
+from trading_pipeline.steps.reconcile import shares
 from trading_pipeline.steps.sweep_result import SweepResult
 from trading_pipeline.store import adjustments_repository as adjustments_repo
 from trading_pipeline.store import claims_repository as claims_repo
@@ -53,12 +54,12 @@ def close_position(
     available = abs(held) if (held > 0) == (wanted > 0) else Decimal(0)
     if available <= 0:
         result.failures[symbol] = (
-            f"broker holds {held} {symbol}, the trade needs {wanted}: no order sent — the reconciliation records "
-            "the position as closed outside the pipeline"
+            f"broker holds {shares(held)} {symbol}, the trade needs {shares(wanted)}: no order sent — the "
+            "reconciliation records the position as closed outside the pipeline"
         )
         return
     if available < trade.qty:
-        reason = f"broker holds {available} {symbol}, the trade had {trade.qty}: closing what is held"
+        reason = f"broker holds {shares(available)} {symbol}, the trade had {shares(trade.qty)}: closing what is held"
         if adjustments_repo.reduce_to_held(db, trade.id, qty=available, reason=reason, run_id=run_id):
             result.drift_repaired[symbol] = reason
         trade = trades_repo.get_trade(db, trade.id) or trade

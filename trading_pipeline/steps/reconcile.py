@@ -69,6 +69,13 @@ class Reconciliation:
         return found
 
 
+def shares(qty: Decimal | None) -> str:
+    """A quantity as a person writes it: 55, not 55.00000000 (how NUMERIC(20, 8) returns it)."""
+    if qty is None:
+        return "?"
+    return format(qty.normalize(), "f") if qty.is_finite() else str(qty)
+
+
 def resolve_pending_entries(
     db: Database,
     broker: Broker,
@@ -161,11 +168,11 @@ def compare(db: Database, positions: list[BrokerPosition], result: Reconciliatio
     for symbol in sorted((set(expected) | set(held)) - closing):
         want, have = expected.get(symbol), held.get(symbol)
         if want is None:
-            result.extra_at_broker[symbol] = f"broker holds {have}, no open trade"
+            result.extra_at_broker[symbol] = f"broker holds {shares(have)}, no open trade"
         elif have is None:
-            result.missing_at_broker[symbol] = f"DB expects {want}, broker holds nothing"
+            result.missing_at_broker[symbol] = f"DB expects {shares(want)}, broker holds nothing"
         elif want != have:
-            result.qty_mismatch[symbol] = f"DB expects {want}, broker holds {have}"
+            result.qty_mismatch[symbol] = f"DB expects {shares(want)}, broker holds {shares(have)}"
         else:
             result.matched += 1
 
@@ -214,7 +221,7 @@ def _cut_to_held(
 ) -> None:
     """Keep the oldest trades whole while the broker's shares last; cut the next, close the rest as manual."""
     left = held
-    reason = f"broker holds {held} {symbol}, the DB {sum(t.qty for t in trades)}: following the broker"
+    reason = f"broker holds {shares(held)} {symbol}, the DB {shares(sum(t.qty for t in trades))}: following the broker"
     for trade in sorted(trades, key=lambda t: (t.entry_at, str(t.id))):
         if left >= trade.qty:
             left -= trade.qty

@@ -11,7 +11,7 @@ import pytest
 
 from trading_pipeline.broker.alpaca import QUOTE_CHUNK_SIZE, AlpacaBroker
 from trading_pipeline.broker.symbols import SYMBOL_PATTERN, split_symbols, symbol_problem
-from trading_pipeline.sim import routes
+from trading_pipeline.sim import data_routes
 from trading_pipeline.sim.server import SimBroker
 
 try:
@@ -83,7 +83,7 @@ def test_nothing_valid_means_no_request(sim: SimBroker, broker: AlpacaBroker) ->
 
 
 def test_adapter_and_sim_agree_on_what_a_symbol_is() -> None:
-    assert SYMBOL_PATTERN.pattern == routes.SYMBOL_PATTERN.pattern
+    assert SYMBOL_PATTERN.pattern == data_routes.SYMBOL_PATTERN.pattern
     for good in ("A", "SPY", "BRK.B", "BRK/B", "ABCDE"):
         assert symbol_problem(good) is None
     valid, rejected = split_symbols(["B", "A", "B", 7])

@@ -62,7 +62,9 @@ def test_universe_is_alphabetical_unique_equity_like_and_includes_spy() -> None:
 def test_universe_generation_is_fast_and_deterministic_per_seed() -> None:
     started = time.perf_counter()
     first = generate_universe(11, 5000)
-    assert time.perf_counter() - started < 0.5
+    # The one wall-clock bound in these tests, kept because speed is the point (every SimBroker builds a
+    # universe) and made generous: ~0.15 s unloaded, 0.57 s seen on a loaded 2-core box (the old 0.5 s flaked).
+    assert time.perf_counter() - started < 5.0
     assert generate_universe(11, 5000) == first
     assert [a.symbol for a in generate_universe(12, 5000)] != [a.symbol for a in first]
 

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -417,7 +418,8 @@ def test_admin_routes_drive_clock_scenarios_and_faults(sim: SimBroker) -> None:
 
 
 def test_fault_kinds_as_a_client_sees_them(sim: SimBroker) -> None:
-    sim.faults.configure(retry_after_seconds=7, timeout_seconds=1.0)
+    # timeout_seconds far beyond the client's: the client's own timeout decides, and stop() wakes the hang.
+    sim.faults.configure(retry_after_seconds=7, timeout_seconds=60.0)
     sim.faults.fail_next("429")
     limited = get(sim, "/v2/account")
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
@@ -461,14 +463,84 @@ def test_fault_kinds_as_a_client_sees_them(sim: SimBroker) -> None:
     )
     assert empty.status_code == 502 and empty.content == b""
     assert sim.market.book.order_by_client_id("empty-502").status == "filled"
-    assert sim.counters()["faults_by_kind"] == {"429": 1, "503": 1, "timeout": 1, "drop": 1, "drop_502": 1}
+    sim.faults.fail_next("504", route="POST /v2/orders")
+    gateway = post(
+        sim,
+        "/v2/orders",
+        {
+            "symbol": symbol,
+            "qty": 1,
+            "side": "buy",
+            "type": "market",
+            "time_in_force": "day",
+            "client_order_id": "behind-504",
+        },
+    )
+    assert gateway.status_code == 504 and gateway.headers["Content-Type"] == "text/html"
+    assert sim.market.book.order_by_client_id("behind-504").status == "filled"  # processed behind the gateway
+    assert sim.counters()["faults_by_kind"] == {
+        "429": 1,
+        "503": 1,
+        "timeout": 1,
+        "drop": 1,
+        "drop_502": 1,
+        "504": 1,
+    }
 
 
-def test_latency_is_added_to_every_request(sim: SimBroker) -> None:
-    sim.faults.configure(latency_ms=150)
-    started = time.perf_counter()
+def test_a_timeout_ends_with_the_connection_closed_unanswered(sim: SimBroker) -> None:
+    sim.faults.configure(timeout_seconds=0)  # the hang is over at once: what follows is the hang-up
+    sim.faults.fail_next("timeout")
+    with pytest.raises(requests.exceptions.ConnectionError) as hung_up:
+        requests.get(sim.url + "/v2/account", headers=trading_headers(), timeout=30)
+    assert "RemoteDisconnected" in str(hung_up.value) or "reset" in str(hung_up.value).lower()
+    assert sim.requests("GET /v2/account") == 1
+    assert get(sim, "/v2/account").status_code == 200  # the next connection is served
+
+
+def test_a_dropped_order_is_a_connection_error_for_alpaca_py_and_exists(sim: SimBroker, trading: TradingClient) -> None:
+    symbol = tradable_symbols(sim.market, 1)[0]
+    sim.faults.fail_next("drop", route="POST /v2/orders")
+    with pytest.raises(requests.exceptions.ConnectionError) as dropped:  # not a ChunkedEncodingError: no bytes
+        trading.submit_order(
+            MarketOrderRequest(symbol=symbol, qty=2, side="buy", time_in_force="day", client_order_id="lost-answer")
+        )
+    assert "RemoteDisconnected" in str(dropped.value) or "reset" in str(dropped.value).lower()
+    assert sim.requests("POST /v2/orders") == 1  # alpaca-py's own retry (429/504 only) did not fire
+    assert trading.get_order_by_client_id("lost-answer").status is OrderStatus.FILLED
+
+
+def test_latency_is_added_to_every_request_but_the_admin_routes(sim: SimBroker) -> None:
+    # A latency ten times the client's timeout: the client sees a timeout instead of measuring seconds.
+    sim.faults.configure(latency_ms=3000)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.get(sim.url + "/v2/clock", headers=trading_headers(), timeout=0.3)
+    assert sim.requests("GET /v2/clock") == 1
+    assert requests.get(sim.url + "/_sim/clock", timeout=5).status_code == 200  # exempt_admin: no latency
+    sim.faults.configure(latency_ms=0)
     assert get(sim, "/v2/clock").status_code == 200
-    assert time.perf_counter() - started >= 0.15
+
+
+def test_an_order_held_by_latency_lands_even_when_its_client_has_given_up(sim: SimBroker) -> None:
+    """The body is read before the latency, as a server reads it: the crash-recovery tests kill a client while
+    its close order is held, and the order must still land (the ambiguous submit they recover from)."""
+    symbol = tradable_symbols(sim.market, 1)[0]
+    sim.faults.configure(latency_ms=1000)
+    order = {"symbol": symbol, "qty": 1, "side": "buy", "type": "market", "time_in_force": "day"}
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.post(
+            sim.url + "/v2/orders", json={**order, "client_order_id": "held"}, headers=trading_headers(), timeout=0.1
+        )
+
+    def landed() -> bool:
+        with sim.market.lock:
+            return any(o.client_order_id == "held" for o in sim.market.book.orders.values())
+
+    deadline = time.monotonic() + 30  # waits for the event, not for a duration
+    while not landed():
+        assert time.monotonic() < deadline, "the held order never landed"
+        time.sleep(0.02)
+    assert sim.market.book.order_by_client_id("held").status == "filled"
 
 
 def test_random_faults_are_reproducible_for_a_seed() -> None:
@@ -508,7 +580,8 @@ def test_realtime_clock_fills_a_queued_stop_at_the_open_without_any_client() -> 
             }
         )
         assert stop.status == "accepted"
-        deadline = time.monotonic() + 5
+        # Waits for the ticker, not for a duration: 10 simulated seconds are 0.5 s of wall time at x20.
+        deadline = time.monotonic() + 30
         while stop.status != "filled" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert stop.status == "filled" and sim.market.now >= datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
@@ -535,14 +608,29 @@ def test_serve_prints_how_to_connect_and_stops_on_ctrl_c() -> None:
             process.wait(timeout=5)
 
 
-def test_shutdown_is_fast_even_with_a_request_hanging_in_a_fault() -> None:
-    sim = SimBroker(seed=7, n_symbols=50, start=SESSION_START, faults=FaultConfig(rate_timeout=1.0, timeout_seconds=60))
+def test_stop_does_not_wait_for_a_request_hanging_in_a_fault() -> None:
+    sim = SimBroker(
+        seed=7, n_symbols=50, start=SESSION_START, faults=FaultConfig(rate_timeout=1.0, timeout_seconds=600)
+    )
     sim.start()
+    outcome: list[BaseException | int] = []
+
+    def hanging_client() -> None:
+        try:
+            outcome.append(requests.get(sim.url + "/v2/clock", headers=trading_headers(), timeout=60).status_code)
+        except requests.exceptions.RequestException as exc:
+            outcome.append(exc)
+
+    client = threading.Thread(target=hanging_client)
     try:
-        with pytest.raises(requests.exceptions.ReadTimeout):
-            requests.get(sim.url + "/v2/clock", headers=trading_headers(), timeout=0.2)
+        client.start()
+        while sim.requests("GET /v2/clock") == 0 and client.is_alive():  # the request is in, hanging
+            time.sleep(0.01)
     finally:
-        started = time.perf_counter()
         sim.stop()
-    assert time.perf_counter() - started < 2.0
+    client.join(timeout=60)
+    # stop() woke the 600 s hang: the client saw the connection close, long before its own 60 s timeout.
+    assert not client.is_alive() and len(outcome) == 1
+    assert isinstance(outcome[0], requests.exceptions.ConnectionError), outcome
+    assert not isinstance(outcome[0], requests.exceptions.Timeout), outcome
     assert timedelta(0) <= sim.market.now - SESSION_START < timedelta(seconds=1)

@@ -1,0 +1,110 @@
+"""The simulator's own admin API under /_sim/: faults, counters, the clock and market scenarios.
+
+Never faulted while `exempt_admin` is set (the default), needs no auth, so a test can always reconfigure
+the simulator it is breaking.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from trading_pipeline.sim import wire
+from trading_pipeline.sim.api import AlpacaJSON, Simulator, parse_time
+from trading_pipeline.sim.endpoint import alpaca_route
+from trading_pipeline.sim.errors import CODE_INVALID_REQUEST, SimApiError
+from trading_pipeline.sim.market import Market
+
+
+def admin_get_faults(sim: Simulator, request: Request) -> Response:
+    return AlpacaJSON({"config": sim.faults.config.to_json(), "counters": sim.faults.counters()})
+
+
+def _object_body(body: Any) -> dict[str, Any]:
+    """The admin routes take a JSON object; anything else (true, 5, a list) is a 422, not a TypeError's 500."""
+    if body is not None and not isinstance(body, dict):
+        raise SimApiError(422, "request body must be a JSON object", CODE_INVALID_REQUEST)
+    return dict(body or {})
+
+
+def admin_set_faults(sim: Simulator, request: Request, body: Any) -> Response:
+    settings = _object_body(body)
+    try:
+        if settings.pop("clear", False):
+            sim.faults.clear()
+        if settings.pop("reset_counters", False):
+            sim.faults.reset_counters()
+        script = settings.pop("fail_next", None)
+        if settings:
+            if "routes" in settings and settings["routes"] is not None:
+                settings["routes"] = frozenset(settings["routes"])
+            sim.faults.configure(**settings)
+        if script:
+            sim.faults.fail_next(script["kind"], int(script.get("count", 1)), script.get("route"))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SimApiError(422, f"invalid fault settings: {exc}", CODE_INVALID_REQUEST) from None
+    return admin_get_faults(sim, request)
+
+
+def admin_get_counters(sim: Simulator, request: Request) -> Response:
+    return AlpacaJSON(sim.faults.counters())
+
+
+def admin_reset_counters(sim: Simulator, request: Request) -> Response:
+    sim.faults.reset_counters()
+    return Response(status_code=204)
+
+
+def _admin_clock_body(market: Market) -> dict[str, Any]:
+    clock = market.clock()
+    return {**wire.clock_json(clock), "timestamp_utc": wire.rfc3339(clock.timestamp)}
+
+
+def admin_get_clock(sim: Simulator, request: Request) -> Response:
+    return AlpacaJSON(_admin_clock_body(sim.market))
+
+
+def admin_move_clock(sim: Simulator, request: Request, body: Any) -> Response:
+    move = body or {}
+    try:
+        if "set" in move:
+            sim.market.set_time(parse_time(str(move["set"]), name="set"))
+        elif "advance_seconds" in move:
+            sim.market.advance(timedelta(seconds=float(move["advance_seconds"])))
+        else:
+            raise ValueError('send {"set": "<RFC 3339>"} or {"advance_seconds": N}')
+    except (ValueError, TypeError, ArithmeticError) as exc:  # ArithmeticError: an overflowing timedelta
+        raise SimApiError(422, str(exc) or type(exc).__name__, CODE_INVALID_REQUEST) from None
+    return AlpacaJSON(_admin_clock_body(sim.market))
+
+
+def admin_scenario(sim: Simulator, request: Request, body: Any) -> Response:
+    params = _object_body(body)
+    kind = params.pop("kind", None)
+    symbol = params.pop("symbol", None)
+    if not isinstance(kind, str) or not isinstance(symbol, str):
+        raise SimApiError(
+            422, 'send {"kind": "gap|set_price|stale|halt|resume", "symbol": "..."}', CODE_INVALID_REQUEST
+        )
+    try:
+        sim.market.apply_scenario(kind, symbol, **params)
+    except KeyError as exc:
+        raise SimApiError(422, f"missing or unknown: {exc}", CODE_INVALID_REQUEST) from None
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise SimApiError(422, str(exc), CODE_INVALID_REQUEST) from None
+    quote = sim.market.quote(symbol)
+    return AlpacaJSON({"symbol": symbol, "quote": None if quote is None else wire.quote_json(quote)})
+
+
+ADMIN_ROUTES = (
+    alpaca_route("GET", "/_sim/faults", admin_get_faults),
+    alpaca_route("POST", "/_sim/faults", admin_set_faults, takes_body=True),
+    alpaca_route("GET", "/_sim/counters", admin_get_counters),
+    alpaca_route("DELETE", "/_sim/counters", admin_reset_counters),
+    alpaca_route("GET", "/_sim/clock", admin_get_clock),
+    alpaca_route("POST", "/_sim/clock", admin_move_clock, takes_body=True),
+    alpaca_route("POST", "/_sim/scenario", admin_scenario, takes_body=True),
+)
