@@ -92,8 +92,6 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
         "(unset)",
         "Tests only: `1` makes a missing TEST_DATABASE_URL/Postgres a failure instead of a skip (CI sets it).",
     ),
-    "TP_MODEL_EXAMPLES": ("12", "Tests only: examples the model-based stop-loss test runs (a longer profile: 300)."),
-    "TP_MODEL_STEPS": ("25", "Tests only: most steps per example of the model-based stop-loss test."),
 }
 
 

@@ -8,11 +8,11 @@ proposed is traded (`domain/strategy_intents.py`).
 from __future__ import annotations
 
 import traceback
-from types import MappingProxyType
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from types import MappingProxyType
 
 from trading_pipeline.broker.base import Account, Bar, Broker
 from trading_pipeline.domain.calendar import NEW_YORK, sessions_before
