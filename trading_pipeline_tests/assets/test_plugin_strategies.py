@@ -203,3 +203,17 @@ def test_a_strategys_max_age_closes_its_position_even_without_a_configured_one(d
     closed = trades_repo.get_trade(db, trade.id)
     assert result.closes_by_reason == {ExitReason.MAX_AGE.value: 1}
     assert closed.status is TradeStatus.CLOSED and closed.close_reason is ExitReason.MAX_AGE
+
+
+def test_the_strategy_and_its_params_can_be_chosen_per_run_in_the_run_config(
+    database_url: str, db: Database, sim
+) -> None:
+    defs = pipeline_definitions(database_url, sim, max_open_positions=2)  # momentum by default
+    chosen = {"resources": {"strategy": {"config": {"name": f"{PATH}:GreedyStrategy", "params": '{"notional": 400}'}}}}
+    day = run_job(defs, TRADING_DAY_JOB, partition_key=TEST_DAY, run_config={**UNIVERSE, **chosen})
+    assert day.success, day
+    assert metadata(day, "entries")["strategy"] == "greedy"
+    assert all(t.strategy == "greedy" and t.qty * t.entry_price <= 400 for t in trades_repo.open_trades(db))
+    refused = {"resources": {"strategy": {"config": {"params": '{"lookback_days": 1}'}}}}
+    bad = run_job(defs, TRADING_DAY_JOB, partition_key=TEST_DAY, run_config={**UNIVERSE, **refused})
+    assert not bad.success and step_outcomes(bad) == {}  # refused at the start, before the universe
