@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -101,8 +102,10 @@ def test_the_example_installs_into_a_fresh_venv_and_trades_in_the_demo(tmp_path:
     ).stdout.strip()
     ours = sysconfig.get_paths()["purelib"]
     Path(site_packages, "project_environment.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    # Built from a copy: a build writes build/ and *.egg-info next to the sources, which is not the test's to do.
+    source = shutil.copytree(EXAMPLE, tmp_path / "example", ignore=shutil.ignore_patterns("build", "*.egg-info"))
     install = subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--no-deps", str(EXAMPLE)],
+        [python, "-m", "pip", "install", "--quiet", "--no-deps", str(source)],
         capture_output=True,
         text=True,
         timeout=300,
