@@ -4,10 +4,16 @@ wires the automation into the monitoring assets (`health`, `preflight`) that jud
 Settings are read when the code location loads, so a forbidden configuration (live trading without the
 opt-in, an unknown broker kind) stops the location from loading with the reason, instead of failing later.
 Secrets reach resources only as EnvVar, which the UI shows by name, never by value.
+
+The entry strategy is the exception: this location also runs the stop-loss schedule, the stop-trigger sensor
+and the alert sensors, and a location that does not load runs none of them. So a strategy problem never
+fails the load; it is logged here as one ERROR line (checked without running the strategy's code), and the
+full check fails the pre-flight and every trading-day run at its start, with the same kind of line.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 import dagster as dg
@@ -22,11 +28,15 @@ from trading_pipeline.assets.quotes import quotes
 from trading_pipeline.assets.universe import universe
 from trading_pipeline.automation.jobs import health_job, performance_job, preflight_job, stop_loss_job, trading_day_job
 from trading_pipeline.automation.registry import AUTOMATION, SCHEDULES, SENSORS
+from trading_pipeline.domain.strategy import StrategyProblem
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.resources.strategy import StrategyConfig
+from trading_pipeline.resources.strategy_loading import check_without_importing
 from trading_pipeline.settings import BrokerKind, Settings, TradingMode
+
+log = logging.getLogger(__name__)
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -47,6 +57,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return sim_or_live_resources(
         database_url,
         broker,
+        strategy=StrategyConfig(name=settings.strategy, params=settings.strategy_params),
         alerts_webhook_url=_secret("TRADING_PIPELINE_ALERT_WEBHOOK_URL"),
         slack_token=_secret("TRADING_PIPELINE_SLACK_TOKEN"),
         slack_channel=os.environ.get("TRADING_PIPELINE_SLACK_CHANNEL") or None,
@@ -95,4 +106,17 @@ def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Defin
     return dg.Definitions(assets=ASSETS, jobs=JOBS, schedules=SCHEDULES, sensors=SENSORS, resources=resources)
 
 
-defs = build_definitions(build_resources(Settings.from_env()))
+def strategy_load_problem(settings: Settings) -> str | None:
+    """The configured strategy's problem that can be told without running its code (None: none found)."""
+    try:
+        check_without_importing(settings.strategy, settings.strategy_params)
+    except StrategyProblem as exc:
+        return str(exc)
+    return None
+
+
+_settings = Settings.from_env()
+if (_problem := strategy_load_problem(_settings)) is not None:
+    # Logged, not raised: see the module docstring — entries will fail loudly, protection must keep loading.
+    log.error("%s (entries will not run; stop-loss protection is unaffected)", _problem)
+defs = build_definitions(build_resources(_settings))

@@ -41,6 +41,15 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     ),
     "TRADING_PIPELINE_BROKER": ("sim", "`sim` = the local Alpaca-compatible paper broker; `alpaca` = Alpaca's API."),
     "TRADING_PIPELINE_SIM_SEED": ("7", "Seed of the local sim broker's market (same seed → same market)."),
+    "TRADING_PIPELINE_STRATEGY": (
+        "momentum",
+        "Entry strategy: a built-in or entry-point name (group `trading_pipeline.strategies`), or "
+        "`package.module:attribute`.",
+    ),
+    "TRADING_PIPELINE_STRATEGY_PARAMS": (
+        "(unset: the strategy's defaults)",
+        "The strategy's parameters as a JSON object, validated by its own Params model. No secrets: shown in the UI.",
+    ),
     "ALPACA_API_KEY": ("(none)", "Alpaca key id; required when the broker is `alpaca`. Secret."),
     "ALPACA_SECRET_KEY": ("(none)", "Alpaca secret key; required when the broker is `alpaca`. Secret."),
     "ALPACA_TRADING_URL": (
@@ -95,6 +104,9 @@ class Settings:
     trading_mode: TradingMode
     alpaca_trading_url: str | None
     alpaca_data_url: str | None
+    # Kept as text: a strategy problem must never stop settings (and so the code location) from loading.
+    strategy: str = "momentum"
+    strategy_params: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -121,6 +133,8 @@ class Settings:
             trading_mode=mode,
             alpaca_trading_url=env.get("ALPACA_TRADING_URL") or None,
             alpaca_data_url=env.get("ALPACA_DATA_URL") or None,
+            strategy=env.get("TRADING_PIPELINE_STRATEGY", "").strip() or "momentum",
+            strategy_params=env.get("TRADING_PIPELINE_STRATEGY_PARAMS", ""),
         )
 
 

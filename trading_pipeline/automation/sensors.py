@@ -94,6 +94,9 @@ def run_failure_alert_sensor(
 ) -> None:
     run = context.dagster_run
     error = context.failure_event.message or "run failed"
+    run_error = getattr(context.failure_event.event_specific_data, "error", None)
+    if run_error is not None:  # failed before any step, e.g. the strategy resource at run start: say why
+        error = root_cause(run_error)
     step_errors = [
         f"{event.step_key}: {root_cause(event.step_failure_data.error)}"
         for event in context.get_step_failure_events()

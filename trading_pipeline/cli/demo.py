@@ -25,6 +25,8 @@ def _demo(args: argparse.Namespace) -> int:
         full_day=args.full_day,
         session_date=session_date,
         protective_orders=not args.no_protective_orders,
+        strategy=args.strategy or settings.strategy,
+        strategy_params=args.strategy_params if args.strategy_params is not None else settings.strategy_params,
     )
     report = Demo(options).run()
     print(render_report(report))
@@ -84,6 +86,15 @@ def register(commands: Any) -> None:
         "--no-protective-orders",
         action="store_true",
         help="plain market entries: only the pipeline's sweep protects positions (the first line of defence)",
+    )
+    demo.add_argument(
+        "--strategy",
+        help="entry strategy: a built-in or entry-point name, or package.module:attribute "
+        "(default TRADING_PIPELINE_STRATEGY or momentum)",
+    )
+    demo.add_argument(
+        "--strategy-params",
+        help="the strategy's parameters as a JSON object (default TRADING_PIPELINE_STRATEGY_PARAMS)",
     )
     demo.set_defaults(handler=_demo)
 

@@ -103,3 +103,13 @@ def next_open_and_close(at: datetime) -> tuple[datetime, datetime]:
     calendar = nyse()
     stamp = pd.Timestamp(at).tz_convert("UTC")
     return calendar.next_open(stamp).to_pydatetime(), calendar.next_close(stamp).to_pydatetime()
+
+
+def sessions_before(day: date, count: int) -> list[date]:
+    """The `count` NYSE sessions before `day` (not including it), oldest first."""
+    if count <= 0:
+        return []
+    # Two calendar days per session plus a fortnight covers any run of holidays the NYSE has had.
+    start = pd.Timestamp(day - timedelta(days=2 * count + 14))
+    sessions = nyse().sessions_in_range(start, pd.Timestamp(day - timedelta(days=1)))
+    return [session.date() for session in sessions[-count:]]

@@ -1,5 +1,13 @@
-"""Risk limits applied to entry intents before any order: max positions, notional per position,
-buying power. Pure: returns sized entries and the reason for every intent it drops."""
+"""Risk limits applied to every strategy's intents before any order: max open positions, notional per
+position, in total and per day, and buying power. Pure: returns sized entries, what was capped, and the
+reason for every intent it drops. (The kill switch and the daily-loss breaker act before the strategy is
+even asked: see `steps/entries.py`.)
+
+Entries are whole shares. Alpaca takes fractional quantities and `notional` orders only as simple market
+or limit DAY orders on fractionable assets, while the pipeline's entries are brackets whose GTC legs must
+outlive the day (fractional orders cannot be GTC) — so a strategy's `notional`, or a fractional `qty`, is
+turned into whole shares here, which Alpaca accepts for every asset and order class.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 
 from trading_pipeline.domain.strategy import EntryIntent
+from trading_pipeline.domain.strategy_intents import PricedIntent
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,10 +25,13 @@ class RiskLimits:
     max_notional_per_position: Decimal = Decimal("5000")
     max_total_notional: Decimal = Decimal("50000")
     max_daily_loss: Decimal | None = None  # realized + unrealized loss today that halts trading
+    max_daily_notional: Decimal | None = None  # notional of all entries opened in one session
 
     def __post_init__(self) -> None:
-        if self.max_daily_loss is not None and not (self.max_daily_loss.is_finite() and self.max_daily_loss > 0):
-            raise ValueError(f"max_daily_loss must be a positive amount, got {self.max_daily_loss}")
+        for name in ("max_daily_loss", "max_daily_notional"):
+            value = getattr(self, name)
+            if value is not None and not (value.is_finite() and value > 0):
+                raise ValueError(f"{name} must be a positive amount, got {value}")
         if self.max_open_positions < 0:
             raise ValueError(f"max_open_positions must be 0 or more, got {self.max_open_positions}")
         for name in ("max_notional_per_position", "max_total_notional"):
@@ -30,51 +42,106 @@ class RiskLimits:
 
 @dataclass(frozen=True, slots=True)
 class SizedEntry:
-    intent: EntryIntent
+    priced: PricedIntent
     qty: Decimal
 
     @property
+    def intent(self) -> EntryIntent:
+        return self.priced.intent
+
+    @property
+    def price(self) -> Decimal:
+        return self.priced.price
+
+    @property
     def notional(self) -> Decimal:
-        return self.qty * self.intent.reference_price
+        return self.qty * self.priced.price
 
 
 @dataclass(frozen=True, slots=True)
 class Sizing:
     entries: list[SizedEntry]
     dropped: dict[str, str]
+    capped: dict[str, str]  # sized below what the strategy asked for, and by which limit
 
 
 def size_entries(
-    intents: Sequence[EntryIntent],
+    intents: Sequence[PricedIntent],
     *,
     limits: RiskLimits,
     buying_power: Decimal,
     open_symbols: Iterable[str],
     open_notional: Decimal = Decimal(0),
+    entered_today: Decimal = Decimal(0),
 ) -> Sizing:
-    """Whole-share quantities for the best intents that fit every limit, in the intents' order."""
+    """Whole-share quantities for the best intents that fit every limit, in the intents' order.
+
+    `open_notional`: what open and pending positions cost; `entered_today`: the notional of this session's
+    entries so far (for `max_daily_notional`)."""
     held = set(open_symbols)
     slots = max(0, limits.max_open_positions - len(held))
-    budget = max(Decimal(0), min(buying_power, limits.max_total_notional - open_notional))
+    budgets = {
+        "buying power": buying_power,
+        "max_total_notional": limits.max_total_notional - open_notional,
+    }
+    if limits.max_daily_notional is not None:
+        budgets["max_daily_notional"] = limits.max_daily_notional - entered_today
     entries: list[SizedEntry] = []
     dropped: dict[str, str] = {}
-    for intent in intents:
+    capped: dict[str, str] = {}
+    for priced in intents:
+        intent, price = priced.intent, priced.price
         if intent.symbol in held:
             dropped[intent.symbol] = "already holding a position"
             continue
         if len(entries) >= slots:
             dropped[intent.symbol] = f"max open positions ({limits.max_open_positions}) reached"
             continue
-        notional = min(limits.max_notional_per_position, budget)
-        qty = (notional / intent.reference_price).to_integral_value(rounding=ROUND_DOWN)
+        caps = {"max_notional_per_position": limits.max_notional_per_position, **budgets}
+        binding, cap = min(caps.items(), key=lambda item: item[1])
+        cap = max(Decimal(0), cap)
+        asked = _asked_notional(priced)
+        qty = (min(asked, cap) / price).to_integral_value(rounding=ROUND_DOWN)
+        if intent.qty is not None:
+            qty = min(qty, intent.qty.to_integral_value(rounding=ROUND_DOWN))
         if qty < 1:
-            dropped[intent.symbol] = f"buying power left {budget:.2f} is below one share at {intent.reference_price}"
+            dropped[intent.symbol] = _why_no_share(priced, binding, cap)
             continue
-        sized = SizedEntry(intent, qty)
+        sized = SizedEntry(priced, qty)
+        if asked.is_finite() and asked > cap:
+            capped[intent.symbol] = f"asked {_asked_text(priced)}, sized {qty} shares by {binding} ({cap:,.2f} left)"
         entries.append(sized)
-        budget -= sized.notional
+        for name in budgets:
+            budgets[name] -= sized.notional
         held.add(intent.symbol)
-    return Sizing(entries, dropped)
+    return Sizing(entries, dropped, capped)
+
+
+def _asked_notional(priced: PricedIntent) -> Decimal:
+    intent = priced.intent
+    if intent.qty is not None:
+        return intent.qty * priced.price
+    if intent.notional is not None:
+        return intent.notional
+    return Decimal("Infinity")  # no size asked: as much as the limits allow
+
+
+def _asked_text(priced: PricedIntent) -> str:
+    intent = priced.intent
+    if intent.qty is not None:
+        return f"{intent.qty} shares"
+    if intent.notional is not None:
+        return f"notional {intent.notional:,.2f}"
+    return "the maximum"
+
+
+def _why_no_share(priced: PricedIntent, binding: str, cap: Decimal) -> str:
+    intent, price = priced.intent, priced.price
+    if intent.qty is not None and intent.qty < 1:
+        return f"asked for {intent.qty} shares: entries are whole shares"
+    if intent.notional is not None and intent.notional < price:
+        return f"notional {intent.notional:,.2f} is below one share at {price}: entries are whole shares"
+    return f"{binding} left {cap:,.2f} is below one share at {price}"
 
 
 def daily_loss_breached(pnl_today: Decimal, limits: RiskLimits) -> bool:

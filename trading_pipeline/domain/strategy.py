@@ -1,150 +1,139 @@
-"""Entry strategies. The default, `momentum`, is simple, documented and deterministic.
+"""The entry-strategy protocol: what a strategy is given, what it must return, and how it is made.
 
-`momentum`: among the day's sampled symbols with a usable quote, keep those whose last `lookback_days`
-daily closes rose (close[-1] / close[0] - 1 > min_return), whose spread is at most `max_spread_bps` and
-whose price is at least `min_price`; rank by that return (ties by symbol) and propose a long entry at the
-ask with a stop-loss `stop_loss_pct` below and a take-profit `take_profit_pct` above. Same inputs → same
-entries: no randomness, no clock.
+A strategy decides which symbols to buy today and where their stop-loss and take-profit sit. Everything
+else — sizing within the risk limits, the kill switch, the daily-loss breaker, the orders, the stop-loss
+sweep and the broker-side protective orders — is the pipeline's and applies to every strategy alike.
+
+**Inputs** (`StrategyInputs`, built once per `entries` run):
+- `universe`: the day's sampled symbols (the `universe` asset), in sample order;
+- `quotes`: the latest usable quote of each universe symbol (symbols without one are left out);
+- `bars`: daily bars of the `bars_lookback_days` sessions before `trading_date`, oldest first, per symbol —
+  requested only when the strategy asks for them (`bars_lookback_days` > 0);
+- `positions`: what the pipeline holds or is opening (open and pending trades);
+- `account`: buying power, cash and equity at the broker.
+
+**Output**: a sequence of `EntryIntent` (or a `Screened`, which also says why each other symbol was left
+out). An intent names a symbol of today's universe, a `stop_loss` below and a `take_profit` above its ask
+(Decimal prices), and optionally a `qty` (shares) *or* a `notional` (dollars) — without either, the risk
+limits size it — a `trailing_stop_pct`, a `max_age_trading_days`, and a `score` (higher first).
+
+**Making one**: the plug-in is a class (or any callable). If it has a `Params` attribute, a pydantic model
+class, the JSON parameters (`TRADING_PIPELINE_STRATEGY_PARAMS` or the run config's `params`) are validated
+against it and the validated model is passed as the one argument; without `Params` it is called with none
+and takes no parameters. The object it returns has a `name` (at most 64 characters), an optional
+`bars_lookback_days` (default 0) and `entry_intents(inputs)`.
+
+A strategy must not talk to the broker or the database, and the same inputs should give the same intents:
+that is what makes a run reproducible from its `decision_runs` row. Intents are checked before anything is
+sent (`domain/strategy_intents.py`); one invalid intent, or an exception, fails the `entries` step with
+nothing traded, while the stop-loss sweeps, which never load the strategy, go on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from trading_pipeline.domain.exits import InvalidQuote, PositionView, validate_levels, validate_quote
+from trading_pipeline.domain.exits import PositionView
 from trading_pipeline.domain.types import PositionSide, Quote
 
 CENT = Decimal("0.01")
-BPS = Decimal(10_000)
+MAX_NAME_LENGTH = 64  # the trades / decision_runs columns that record which strategy opened a position
+MAX_BARS_LOOKBACK_DAYS = 260  # about a year of sessions: one daily-bars request per chunk of symbols
 
 
-class UnknownStrategy(ValueError):
-    pass
+class StrategyProblem(ValueError):
+    """A strategy that cannot be used: the message is one line naming the problem and the fix."""
+
+
+class UnknownStrategy(StrategyProblem):
+    """No built-in strategy and no entry point of that name."""
+
+
+class StrategyFailed(StrategyProblem):
+    """The strategy raised, or returned something other than valid entry intents, at run time. `details`
+    keeps the strategy's own traceback for the run's log: the message itself stays one line."""
+
+    def __init__(self, message: str, details: str | None = None) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 @dataclass(frozen=True, slots=True)
-class Candidate:
-    symbol: str
-    quote: Quote
-    daily_closes: Sequence[Decimal]  # oldest first
+class DailyBar:
+    """One session's bar; `day` is the session's New York date."""
+
+    day: date
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
 
 
 @dataclass(frozen=True, slots=True)
+class AccountView:
+    buying_power: Decimal
+    cash: Decimal
+    equity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyInputs:
+    trading_date: date
+    now: datetime
+    universe: tuple[str, ...]
+    quotes: Mapping[str, Quote]
+    bars: Mapping[str, tuple[DailyBar, ...]]
+    positions: tuple[PositionView, ...]
+    account: AccountView
+
+    def closes(self, symbol: str) -> list[Decimal]:
+        """Daily closes of `symbol`, oldest first (empty when no bars were asked for or none exist)."""
+        return [bar.close for bar in self.bars.get(symbol, ())]
+
+    @property
+    def held_symbols(self) -> frozenset[str]:
+        return frozenset(position.symbol for position in self.positions)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class EntryIntent:
+    """Buy `symbol` at market with these levels. Prices and amounts are Decimal (or int), never float.
+
+    `qty` (shares) or `notional` (dollars), not both; neither lets the risk limits size the entry. Either
+    way the pipeline caps it by the risk limits and buys whole shares (see `domain/risk.py`)."""
+
     symbol: str
-    side: PositionSide
-    reference_price: Decimal
     stop_loss: Decimal
     take_profit: Decimal
-    score: Decimal
-    trailing_pct: Decimal | None = None
+    qty: Decimal | None = None
+    notional: Decimal | None = None
+    trailing_stop_pct: Decimal | None = None
+    max_age_trading_days: int | None = None
+    score: Decimal = Decimal(0)
+    side: PositionSide = PositionSide.LONG  # entries are BUYs: only long intents are accepted
 
 
 @dataclass(frozen=True, slots=True)
 class Screened:
     """What the strategy proposed, and why each other candidate was left out (shown in metadata)."""
 
-    intents: list[EntryIntent]
-    rejected: dict[str, str]
+    intents: Sequence[EntryIntent]
+    rejected: Mapping[str, str] = field(default_factory=dict)
 
 
+@runtime_checkable
 class EntryStrategy(Protocol):
     name: str
+    bars_lookback_days: int
 
-    def screen(self, candidates: Sequence[Candidate]) -> Screened: ...
+    def entry_intents(self, inputs: StrategyInputs) -> Sequence[EntryIntent] | Screened: ...
 
 
 def price_level(price: Decimal, pct: Decimal, *, up: bool) -> Decimal:
     factor = 1 + pct / 100 if up else 1 - pct / 100
     return (price * factor).quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-@dataclass(frozen=True)
-class MomentumStrategy:
-    name: str = "momentum"
-    lookback_days: int = 5
-    min_return_pct: Decimal = Decimal("0")
-    max_spread_bps: Decimal = Decimal("50")
-    min_price: Decimal = Decimal("5")
-    stop_loss_pct: Decimal = Decimal("3")
-    take_profit_pct: Decimal = Decimal("6")
-    trailing_stop_pct: Decimal | None = None  # if set, also exit when the bid falls this far below its high
-
-    def __post_init__(self) -> None:
-        if self.trailing_stop_pct is not None and not 0 < self.trailing_stop_pct < 100:
-            raise ValueError(f"trailing_stop_pct must be between 0 and 100, got {self.trailing_stop_pct}")
-        if not 0 < self.stop_loss_pct < 100:
-            raise ValueError(f"stop_loss_pct must be between 0 and 100, got {self.stop_loss_pct}")
-        if self.take_profit_pct <= 0:
-            raise ValueError(f"take_profit_pct must be above 0, got {self.take_profit_pct}")
-        if self.lookback_days < 2:
-            raise ValueError(f"lookback_days must be at least 2, got {self.lookback_days}")
-
-    def screen(self, candidates: Sequence[Candidate]) -> Screened:
-        intents: list[EntryIntent] = []
-        rejected: dict[str, str] = {}
-        for candidate in candidates:
-            reason = self._reject_reason(candidate)
-            if reason is not None:
-                rejected[candidate.symbol] = reason
-                continue
-            closes = candidate.daily_closes[-self.lookback_days :]
-            score = closes[-1] / closes[0] - 1
-            ask = candidate.quote.ask
-            intent = EntryIntent(
-                symbol=candidate.symbol,
-                side=PositionSide.LONG,
-                reference_price=ask,
-                stop_loss=price_level(ask, self.stop_loss_pct, up=False),
-                take_profit=price_level(ask, self.take_profit_pct, up=True),
-                score=score,
-                trailing_pct=self.trailing_stop_pct,
-            )
-            validate_levels(
-                PositionView(
-                    intent.symbol,
-                    intent.side,
-                    Decimal(1),
-                    ask,
-                    candidate.quote.timestamp,
-                    stop_loss=intent.stop_loss,
-                    take_profit=intent.take_profit,
-                )
-            )
-            intents.append(intent)
-        intents.sort(key=lambda i: (-i.score, i.symbol))
-        return Screened(intents, rejected)
-
-    def _reject_reason(self, candidate: Candidate) -> str | None:
-        try:
-            validate_quote(candidate.quote)
-        except InvalidQuote as exc:
-            return exc.problem
-        closes = candidate.daily_closes
-        if len(closes) < self.lookback_days or any(not c.is_finite() or c <= 0 for c in closes[-self.lookback_days :]):
-            return f"needs {self.lookback_days} positive daily closes, has {len(closes)}"
-        quote = candidate.quote
-        if quote.ask < self.min_price:
-            return f"price {quote.ask} below {self.min_price}"
-        spread_bps = (quote.ask - quote.bid) / quote.mid * BPS
-        if spread_bps > self.max_spread_bps:
-            return f"spread {spread_bps:.0f} bps above {self.max_spread_bps}"
-        window = closes[-self.lookback_days :]
-        if window[-1] / window[0] - 1 <= self.min_return_pct / 100:
-            return "no momentum"
-        return None
-
-
-STRATEGIES: Mapping[str, type[MomentumStrategy]] = {"momentum": MomentumStrategy}
-
-
-def strategy_by_name(name: str, **params: object) -> EntryStrategy:
-    try:
-        kind = STRATEGIES[name]
-    except KeyError:
-        known = ", ".join(sorted(STRATEGIES))
-        raise UnknownStrategy(f"unknown strategy {name!r}; known strategies: {known}") from None
-    return kind(**params)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ position ended beyond its stop.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import uuid
@@ -43,6 +44,7 @@ RUN_EVERY = timedelta(minutes=2)
 SENSOR_TICK = timedelta(seconds=30)  # the stop-trigger sensor's interval
 EVENT_LEAD = timedelta(seconds=20)  # scripted events land 20 s before a sensor tick
 DEFAULT_MINUTES = 60
+QUALIFIED_CLASS = re.compile(r"(?<![\w.])(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ")  # "pkg.mod.Error: " before a message
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -57,6 +59,8 @@ class DemoOptions:
     sample_size: int = 300
     max_positions: int = 20
     protective_orders: bool = True  # bracket entries: the broker holds each stop (second line of defence)
+    strategy: str = "momentum"  # a built-in or entry-point name, or package.module:attribute
+    strategy_params: str = ""  # JSON object, validated by the strategy's own Params
 
 
 @dataclass
@@ -117,6 +121,8 @@ class Demo:
             max_total_notional=90000.0,
             protective_orders=self.options.protective_orders,
             max_daily_loss=5000.0,
+            name=self.options.strategy,
+            params=self.options.strategy_params,
         )
         broker = BrokerResource(kind="sim", trading_url=sim_url, data_url=sim_url)
         return sim_or_live_resources(db_url, broker, strategy=strategy)
@@ -135,6 +141,8 @@ class Demo:
             f"{universe.get('universe_size', '?')} symbols → {entries.get('proposed', 0)} candidates → "
             f"{entries.get('opened', 0)} positions opened"
         )
+        if not result.success:  # the one line that says what broke and how to fix it (a bad strategy, say)
+            self.say(f"{' ' * 13}{QUALIFIED_CLASS.sub('', run_error(result))}; the stop-loss runs go on")
         self.outcomes.append(RunOutcome(0, self._sim.market.now, result.success, entries, failed_checks(result)))
 
     def stop_loss_loop(

@@ -42,4 +42,8 @@ def run_error(result: dg.ExecuteInProcessResult) -> str:
         if event.is_step_failure and event.step_failure_data is not None:
             error = event.step_failure_data.error
             return f"{event.step_key}: {root_cause(error)}" if error else "step failed"
+    for event in result.all_events:  # failed before any step ran, e.g. a resource (the strategy) at run start
+        error = getattr(event.event_specific_data, "error", None)
+        if event.event_type_value in ("RESOURCE_INIT_FAILURE", "PIPELINE_FAILURE") and error is not None:
+            return root_cause(error)
     return "run failed"

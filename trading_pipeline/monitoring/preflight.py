@@ -17,6 +17,7 @@ import dagster as dg
 from trading_pipeline.broker.base import Broker, BrokerError, ConfigurationError
 from trading_pipeline.broker.factory import required_environment
 from trading_pipeline.domain.calendar import NEW_YORK, session_bounds, session_status
+from trading_pipeline.domain.strategy import StrategyProblem
 from trading_pipeline.monitoring.health import (
     DEFAULT_HEARTBEAT_TOLERANCE,
     Automation,
@@ -24,6 +25,7 @@ from trading_pipeline.monitoring.health import (
     automation_states,
     daemon_health,
 )
+from trading_pipeline.resources.strategy_loading import load_strategy
 from trading_pipeline.settings import Settings
 from trading_pipeline.store import alerts_repository as alerts_repo
 from trading_pipeline.store.database import Database, DatabaseError
@@ -80,10 +82,21 @@ def run_preflight(
         )
     )
     items.append(_database_item(db))
+    items.append(strategy_item(settings))
     items += _broker_items(broker_factory, min_buying_power)
     items.append(_kill_switch_item(db, expect_halted))
     items.append(_session_item(now))
     return PreflightReport(items)
+
+
+def strategy_item(settings: Settings) -> HealthItem:
+    """The configured entry strategy imported, checked and made with its params — as a trading-day run will."""
+    try:
+        loaded = load_strategy(settings.strategy, settings.strategy_params)
+    except StrategyProblem as exc:
+        return HealthItem("strategy", False, str(exc))
+    selection = loaded.selection
+    return HealthItem("strategy", True, f"{loaded.strategy.name} ({selection.source}: {selection.target}) loads")
 
 
 def _database_item(db: Database | None) -> HealthItem:

@@ -45,7 +45,8 @@ def run_stop_loss_sweep(
 ) -> SweepResult:
     """One sweep. `prefetched`: quotes this run already fetched (the `quotes` asset); only symbols not in
     it are requested, so a stop-loss run asks the broker for each symbol once. `max_age_trading_days`:
-    close positions held that many NYSE sessions (None: no age limit)."""
+    close positions held that many NYSE sessions (None: no age limit); a trade's own limit (set by its
+    strategy) applies too, whichever is smaller."""
     result = SweepResult()
     resolve_leftover_closes(db, broker, result, now=now, grace=leftover_grace)
 
@@ -73,14 +74,15 @@ def run_stop_loss_sweep(
         quote = quotes.get(trade.symbol)
         if quote is None:
             continue
+        max_age = _tighter(trade.max_age_trading_days, max_age_trading_days)
         try:
             decision = decide_exit(
                 trade.position_view(),
                 quote,
                 now=decision_time,
                 max_quote_age=max_quote_age,
-                trading_days_held=_sessions_held(trade, decision_time) if max_age_trading_days else None,
-                max_age_trading_days=max_age_trading_days,
+                trading_days_held=_sessions_held(trade, decision_time) if max_age else None,
+                max_age_trading_days=max_age,
             )
         except InvalidQuote as exc:
             result.unusable_quotes[trade.symbol] = exc.problem
@@ -106,6 +108,12 @@ def run_stop_loss_sweep(
             continue  # never sell on a split: the price did not move, the share count did
         close_position(db, broker, trade, decision, run_id=run_id, result=result, now=decision_time, book=book)
     return result
+
+
+def _tighter(own: int | None, configured: int | None) -> int | None:
+    """The strategy's age limit for this trade or the configured one, whichever closes it sooner."""
+    limits = [age for age in (own, configured) if age is not None]
+    return min(limits) if limits else None
 
 
 def split_suspects(trades: list[trades_repo.TradeRecord], book: BrokerBook, symbols: set[str]) -> dict[str, str]:

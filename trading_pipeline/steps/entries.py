@@ -1,5 +1,10 @@
 """Entries: the strategy's picks, within risk limits, opened as market BUYs with stop/take-profit levels.
 
+Guards first — the session, the kill switch and the daily-loss breaker (halted ⇒ reduce-only: the strategy is
+not even asked), the universe, the account — then the strategy is asked (steps/strategy_run.py), its
+intents checked, sized by the risk limits (domain/risk.py) and opened. A strategy that raises or returns an
+invalid intent fails this step with nothing traded; the stop-loss job never loads it.
+
 Order of operations per entry: insert the trade as `pending_open` with its client_order_id (tx) →
 submit (no tx) → record the fill (tx). A crash after the POST leaves a pending row that the positions
 step resolves by client_order_id — never an untracked position at the broker. With protective orders on,
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
 
@@ -26,18 +31,18 @@ from trading_pipeline.broker.base import (
 from trading_pipeline.domain.calendar import NEW_YORK
 from trading_pipeline.domain.ids import client_order_id
 from trading_pipeline.domain.risk import RiskLimits, SizedEntry, daily_loss_breached, size_entries
-from trading_pipeline.domain.strategy import Candidate, EntryStrategy
+from trading_pipeline.domain.strategy import EntryStrategy, StrategyFailed
 from trading_pipeline.domain.types import OrderAction, OrderSide, TradeStatus
 from trading_pipeline.steps.clock import ClockReading
 from trading_pipeline.steps.orders import is_dead, order_fields
 from trading_pipeline.steps.pnl import pnl_since
+from trading_pipeline.steps.strategy_run import StrategyAnswer, ask_strategy, gather_inputs, open_notional
 from trading_pipeline.store import orders_repository as orders_repo
 from trading_pipeline.store import runs_repository as runs_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.alerts_repository import current_trading_state, set_trading_state
 from trading_pipeline.store.database import Database
 
-HISTORY_CALENDAR_DAYS = 14  # enough calendar days to cover the strategy's lookback in trading days
 RISK_ACTOR = "risk-limits"
 
 
@@ -54,6 +59,10 @@ class EntriesResult:
     pending: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)
+    capped: dict[str, str] = field(default_factory=dict)
+    strategy_rejected: dict[str, str] = field(default_factory=dict)
+    unusable_quotes: dict[str, str] = field(default_factory=dict)
+    strategy_error: str | None = None  # the strategy raised or returned invalid intents: nothing was traded
     opened_trades: list[dict[str, Any]] = field(default_factory=list)
     buying_power: Decimal | None = None
     halted_by_daily_loss: bool = False
@@ -71,16 +80,26 @@ def open_entries(
     protective_orders: bool = False,
     day_start: datetime | None = None,
     market: ClockReading | None = None,
+    strategy_meta: dict[str, Any] | None = None,
 ) -> EntriesResult:
     """`market`: this run's clock reading; entries are opened only inside a session both the broker's clock
-    and the exchange calendar agree on (None: the caller has checked, e.g. a test driving the step)."""
+    and the exchange calendar agree on (None: the caller has checked, e.g. a test driving the step).
+    `strategy_meta`: how the strategy was selected (name, source, params), recorded with the run.
+
+    Raises StrategyFailed — after recording it on the decision run — when the strategy raised or returned an
+    invalid intent; nothing is sent then."""
     run = EntryRun(db, broker, strategy, limits, trading_date, run_id, now or datetime.now(UTC), protective_orders)
     run.market = market
+    run.meta["strategy"] = strategy_meta or {"name": strategy.name}
     decision_run = runs_repo.start_decision_run(db, kind="entries", run_id=run_id, strategy=strategy.name)
     run.result.decision_run_id = str(decision_run)
     run.decision_run = decision_run
     try:
         run.execute(day_start)
+    except StrategyFailed as exc:
+        run.result.strategy_error = str(exc)
+        run.meta["strategy_error"] = {"error": str(exc), "traceback": exc.details}
+        raise
     finally:
         run.meta["result"] = run.result
         runs_repo.finish_decision_run(db, decision_run, run.meta)
@@ -108,7 +127,6 @@ class EntryRun:
         self.market: ClockReading | None = None
         self.meta: dict[str, Any] = {
             "trading_date": trading_date,
-            "strategy": strategy,
             "limits": limits,
             "protective_orders": protective_orders,
         }
@@ -133,19 +151,35 @@ class EntryRun:
         if account.buying_power <= 0:
             self.result.skipped_reason = f"no buying power ({account.buying_power})"
             return
-        candidates = self.candidates(list(snapshot.symbols))
-        screened = self.strategy.screen(candidates)
-        self.result.candidates, self.result.proposed = len(candidates), len(screened.intents)
-        open_now = trades_repo.open_trades(self.db) + trades_repo.trades_with_status(self.db, TradeStatus.PENDING_OPEN)
+        held = trades_repo.open_trades(self.db) + trades_repo.trades_with_status(self.db, TradeStatus.PENDING_OPEN)
+        answer = StrategyAnswer()
+        inputs = gather_inputs(
+            self.db,
+            self.broker,
+            strategy=self.strategy,
+            trading_date=self.trading_date,
+            run_id=self.run_id,
+            now=self.now,
+            symbols=list(snapshot.symbols),
+            account=account,
+            held=held,
+            answer=answer,
+        )
+        self.result.unusable_quotes = answer.unusable_quotes
+        self.result.candidates = len(inputs.quotes)
+        ask_strategy(self.strategy, inputs, answer)  # StrategyFailed: nothing below runs, nothing is sent
+        self.result.proposed, self.result.strategy_rejected = len(answer.intents), answer.rejected
         sizing = size_entries(
-            screened.intents,
+            answer.intents,
             limits=self.limits,
             buying_power=account.buying_power,
-            open_symbols=[t.symbol for t in open_now],
-            open_notional=sum((t.qty * t.entry_price for t in open_now), Decimal(0)),
+            open_symbols=[t.symbol for t in held],
+            open_notional=open_notional(held),
+            entered_today=trades_repo.entered_notional_since(self.db, _midnight(self.trading_date)),
         )
-        self.result.sized, self.result.dropped = len(sizing.entries), dict(sizing.dropped)
-        self.meta["screen_rejected"] = screened.rejected
+        self.result.sized, self.result.dropped, self.result.capped = len(sizing.entries), sizing.dropped, sizing.capped
+        self.meta["screen_rejected"] = answer.rejected
+        self.meta["intents"] = [p.intent for p in answer.intents]
         orders: list[BrokerOrder] = []
         self.meta["orders"] = orders
         for entry in sizing.entries:
@@ -190,19 +224,6 @@ class EntryRun:
             )
         return halt.halted
 
-    def candidates(self, symbols: list[str]) -> list[Candidate]:
-        quotes = runs_repo.quotes_for_run(self.db, self.run_id) if self.run_id else {}
-        missing = [s for s in symbols if s not in quotes]
-        if missing:
-            quotes.update(self.broker.latest_quotes(missing).quotes)
-        bars = self.broker.daily_bars(
-            symbols, self.trading_date - timedelta(days=HISTORY_CALENDAR_DAYS), self.trading_date - timedelta(days=1)
-        )
-        closes: dict[str, list[Decimal]] = {}
-        for bar in sorted(bars, key=lambda b: b.timestamp):
-            closes.setdefault(bar.symbol, []).append(bar.close)
-        return [Candidate(s, quotes[s], closes.get(s, [])) for s in symbols if s in quotes]
-
     def entry_order(self, entry: SizedEntry, cid: str) -> OrderRequest:
         intent = entry.intent
         if not self.protective:
@@ -230,11 +251,12 @@ class EntryRun:
                 symbol=intent.symbol,
                 side=intent.side,
                 qty=entry.qty,
-                entry_price=intent.reference_price,
+                entry_price=entry.price,
                 entry_at=self.now,
                 stop_loss=intent.stop_loss,
                 take_profit=intent.take_profit,
-                trailing_pct=intent.trailing_pct,
+                trailing_pct=intent.trailing_stop_pct,
+                max_age_trading_days=intent.max_age_trading_days,
                 strategy=self.strategy.name,
                 decision_run_id=self.decision_run,
                 status=TradeStatus.PENDING_OPEN,
@@ -297,3 +319,8 @@ def enforce_daily_loss(db: Database, limits: RiskLimits, day_start: datetime) ->
             reason=f"daily loss {pnl:,.2f} breached the limit of {limits.max_daily_loss:,.2f}",
         )
     return True, pnl
+
+
+def _midnight(day: date) -> datetime:
+    """Where a trading date begins for `max_daily_notional`: midnight New York."""
+    return datetime.combine(day, time(0), tzinfo=NEW_YORK)

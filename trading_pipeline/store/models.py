@@ -88,6 +88,9 @@ class Trade(Base):
     closing_run_id: Mapped[str | None] = mapped_column(sa.String(64))
     # Why the trade is in its status when the broker decided it (an entry rejected / expired / cancelled).
     status_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # The strategy's own limit for this position (the sweep closes it after that many sessions, or sooner
+    # when the configured max_age_trading_days is smaller).
+    max_age_trading_days: Mapped[int | None] = mapped_column(sa.Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
 

@@ -48,6 +48,7 @@ class TradeRecord:
     protection_client_order_id: str | None = None
     status_reason: str | None = None
     created_at: datetime | None = None  # when the row was written: before the entry order was sent
+    max_age_trading_days: int | None = None  # the strategy's own age limit for this position
 
     def position_view(self) -> PositionView:
         return PositionView(
@@ -86,6 +87,7 @@ class NewTrade:
     status: TradeStatus = TradeStatus.OPEN
     protected: bool = False
     protection_client_order_id: str | None = None
+    max_age_trading_days: int | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
@@ -111,6 +113,7 @@ def insert_trade(db: Database, new: NewTrade) -> TradeRecord:
             close_attempts=0,
             protected=new.protected,
             protection_client_order_id=new.protection_client_order_id,
+            max_age_trading_days=new.max_age_trading_days,
         )
         session.add(row)
         session.flush()
@@ -136,6 +139,8 @@ def _check_levels(new: NewTrade) -> None:
     validate_levels(view)  # qty, entry, stop (side included) and trailing; the take-profit's side is not judged here
     if new.take_profit is not None and not (new.take_profit.is_finite() and new.take_profit > 0):
         raise InvalidLevels(f"{new.symbol}: take_profit must be a price above 0, got {new.take_profit}")
+    if new.max_age_trading_days is not None and new.max_age_trading_days < 1:
+        raise InvalidLevels(f"{new.symbol}: max_age_trading_days must be at least 1, got {new.max_age_trading_days}")
 
 
 def get_trade(db: Database, trade_id: uuid.UUID) -> TradeRecord | None:
@@ -275,6 +280,18 @@ def closes_by_reason(db: Database, *, since: datetime | None = None) -> dict[str
         if since is not None:
             query = query.where(Trade.closed_at >= since)
         return {(reason.value if reason else "unknown"): n for reason, n in session.execute(query).all()}
+
+
+def entered_notional_since(db: Database, since: datetime) -> Decimal:
+    """qty × entry price of every entry made since `since` that was not cancelled (the daily notional limit).
+    Summed here, not in SQL: money is exact text on SQLite, and SQL would sum it as floats."""
+    with db.transaction() as session:
+        rows = session.execute(
+            sa.select(Trade.qty, Trade.entry_price).where(
+                Trade.entry_at >= since, Trade.status != TradeStatus.CANCELLED
+            )
+        ).all()
+    return sum((qty * price for qty, price in rows), Decimal(0))
 
 
 def oldest_open_entry(db: Database) -> datetime | None:

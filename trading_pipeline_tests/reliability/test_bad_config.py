@@ -1,4 +1,5 @@
-"""Bad configuration: negative stop or take-profit, a stop above entry for a long, qty 0, an unknown strategy.
+"""Bad configuration: negative stop or take-profit, a stop above entry for a long, qty 0, an unknown strategy,
+a plug-in strategy that is not installed, lacks its attribute, has the wrong signature or gets bad params.
 
 Each one is a typed error that names the problem, raised before anything is written or sent.
 """
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from trading_pipeline.domain.exits import InvalidLevels
 from trading_pipeline.domain.names import TRADING_DAY_JOB
 from trading_pipeline.domain.risk import RiskLimits
-from trading_pipeline.domain.strategy import UnknownStrategy
+from trading_pipeline.domain.strategy import StrategyProblem, UnknownStrategy
 from trading_pipeline.domain.types import PositionSide, TradeStatus
 from trading_pipeline.resources.strategy import StrategyConfig
 from trading_pipeline.store import trades_repository as trades_repo
@@ -23,6 +24,7 @@ from trading_pipeline.store.database import Database
 from trading_pipeline.store.models import Base
 from trading_pipeline_tests.pipeline_fixtures import TEST_DAY, pipeline_definitions, run_job
 from trading_pipeline_tests.sim_fixtures import running_sim
+from trading_pipeline_tests.strategy_plugins import PATH
 
 pytestmark = pytest.mark.reliability
 
@@ -42,9 +44,32 @@ BAD_STRATEGIES: dict[str, tuple[dict[str, Any], type[Exception], str]] = {
     "zero stop": ({"stop_loss_pct": 0.0}, ValueError, "stop_loss_pct"),
     "stop of 150% (above entry for a long)": ({"stop_loss_pct": 150.0}, ValueError, "stop_loss_pct"),
     "negative take-profit": ({"take_profit_pct": -6.0}, ValueError, "take_profit_pct"),
-    "unknown strategy": ({"name": "moonshot"}, UnknownStrategy, "unknown strategy 'moonshot'"),
+    "unknown strategy": ({"name": "moonshot"}, UnknownStrategy, "entry strategy 'moonshot': unknown strategy"),
     "negative max positions": ({"max_open_positions": -1}, ValueError, "max_open_positions"),
     "NaN notional": ({"max_notional_per_position": float("nan")}, ValueError, "max_notional_per_position"),
+    "negative daily notional": ({"max_daily_notional": -1.0}, ValueError, "max_daily_notional"),
+    "plug-in not installed": (
+        {"name": "no_such_package.signals:Strategy"},
+        StrategyProblem,
+        "No module named 'no_such_package'",
+    ),
+    "plug-in attribute missing": ({"name": f"{PATH}:Missing"}, StrategyProblem, "has no attribute 'Missing'"),
+    "plug-in with the wrong signature": (
+        {"name": f"{PATH}:TwoArgumentStrategy"},
+        StrategyProblem,
+        "does not take exactly one argument",
+    ),
+    "plug-in with bad params": (
+        {"name": f"{PATH}:GreedyStrategy", "params": '{"qty": -1}'},
+        StrategyProblem,
+        "qty: Input should be greater than 0",
+    ),
+    "params that are not JSON": ({"params": "{oops"}, StrategyProblem, "are not valid JSON"),
+    "momentum's levels on another strategy": (
+        {"name": f"{PATH}:RaisingStrategy", "take_profit_pct": 9.0},
+        StrategyProblem,
+        "take_profit_pct set on the strategy resource",
+    ),
 }
 
 
@@ -55,7 +80,7 @@ def test_a_bad_strategy_config_fails_the_run_before_anything_is_written(
     settings, error, words = BAD_STRATEGIES[case]
     with pytest.raises(error, match=words):
         config = StrategyConfig(**settings)
-        config.strategy()
+        config.load()
         config.limits()
     with running_sim(realtime=False, n_symbols=150) as sim:
         defs = pipeline_definitions(database_url, sim, **settings)
@@ -113,8 +138,19 @@ def test_risk_limits_refuse_negative_amounts() -> None:
         RiskLimits(max_total_notional=Decimal(-1))
 
 
-def test_a_bad_strategy_config_never_blocks_the_stop_loss_job(database_url: str, db: Database) -> None:
-    """Protection does not depend on the entry strategy: its resource is not part of the stop-loss job."""
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"stop_loss_pct": -3.0, "name": "moonshot"},
+        {"name": "no_such_package.signals:Strategy", "params": "{oops"},
+        {"name": f"{PATH}:RaisingStrategy"},
+    ],
+    ids=["unknown name and negative stop", "plug-in not installed, params not JSON", "plug-in that raises"],
+)
+def test_a_bad_strategy_config_never_blocks_the_stop_loss_job(
+    database_url: str, db: Database, broken: dict[str, Any]
+) -> None:
+    """Protection does not depend on the entry strategy: the stop-loss job never loads it."""
     from trading_pipeline.domain.names import STOP_LOSS_JOB
     from trading_pipeline_tests.pipeline_fixtures import seed_positions
     from trading_pipeline_tests.sim_fixtures import tradable_symbols
@@ -122,6 +158,6 @@ def test_a_bad_strategy_config_never_blocks_the_stop_loss_job(database_url: str,
     with running_sim(realtime=False, n_symbols=150) as sim:
         [trade] = seed_positions(db, sim, tradable_symbols(sim.market, 1), qty=2)
         sim.market.gap(trade.symbol, -12)
-        result = run_job(pipeline_definitions(database_url, sim, stop_loss_pct=-3.0, name="moonshot"), STOP_LOSS_JOB)
+        result = run_job(pipeline_definitions(database_url, sim, **broken), STOP_LOSS_JOB)
         assert result.success
         assert trades_repo.get_trade(db, trade.id).status is TradeStatus.CLOSED
