@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Protocol
+
+from trading_pipeline.sim.universe import SimAsset
 
 TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
 WORKING_STATUSES = frozenset({"new", "accepted", "partially_filled"})
@@ -75,3 +78,24 @@ class AccountValues:
     initial_margin: Decimal
     buying_power: Decimal
     last_equity: Decimal
+
+
+class MarketView(Protocol):
+    """What the order book needs to know about the market (implemented by `Market`)."""
+
+    @property
+    def now(self) -> datetime: ...
+
+    @property
+    def session_open(self) -> bool: ...
+
+    def asset(self, symbol: str) -> SimAsset | None: ...
+
+    def touch(self, symbol: str) -> tuple[Decimal, Decimal] | None:
+        """(bid, ask) for a symbol that can trade now; None when halted or unknown."""
+
+    def last_price(self, symbol: str) -> Decimal: ...
+
+    def previous_close(self, symbol: str) -> Decimal: ...
+
+    def day_order_expiry(self) -> datetime: ...

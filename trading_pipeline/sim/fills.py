@@ -1,4 +1,4 @@
-"""Matching and settlement: whether a working order fills at the current touch, at what price, and what the
+"""One fill: whether a working order fills at the current touch, at what price, and what the
 fill does to the position and the order.
 
 - Market orders fill in full at the ask (buy) / bid (sell).
@@ -8,7 +8,7 @@ fill does to the position and the order.
 - A halted symbol (no touch) fills nothing. No partial fills.
 
 What a fill does to the rest of the order's family (legs go live, OCO siblings are canceled) is the order
-book's business (`orders.py`), which runs these rules after every price change.
+loop of `matching.py`, which runs these rules after every price change.
 """
 
 from __future__ import annotations

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from trading_pipeline.sim.account import SimOrder
+from trading_pipeline.sim.history import SimBar, daily_bars
 from trading_pipeline.sim.order_requests import OrderParams, parse_order_request
 from trading_pipeline.sim.orders import OrderBook
-from trading_pipeline.sim.prices import DailyBars, PriceModel, round_to_tick
+from trading_pipeline.sim.prices import PriceModel, round_to_tick
 from trading_pipeline.sim.sessions import NyseSessions
 from trading_pipeline.sim.universe import BENCHMARK_SYMBOL, SimAsset, generate_universe, uuid_from
 
@@ -42,20 +42,6 @@ class SimQuote:
     bid_size: int
     ask_size: int
     timestamp: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SimBar:
-    symbol: str
-    day: date
-    timestamp: datetime  # midnight America/New_York of the session, in UTC (Alpaca's daily bar stamp)
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: int
-    trade_count: int
-    vwap: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,50 +263,7 @@ class Market:
     def daily_bars(self, symbols: Iterable[str], start: date, end: date) -> dict[str, list[SimBar]]:
         """Daily bars per known symbol for sessions start..end that have begun (today's bar is partial)."""
         with self.lock:
-            wanted = [(s, self._index[s]) for s in dict.fromkeys(symbols) if s in self._index]
-            out: dict[str, list[SimBar]] = {symbol: [] for symbol, _ in wanted}
-            if not wanted:
-                return out
-            columns = np.array([i for _, i in wanted])
-            for index in self.sessions.indices_between(start, end):
-                bars = self.prices.bars_for_session(index)
-                if bars is None:
-                    break
-                self._append_bars(out, wanted, columns, index, bars)
-            return out
-
-    def _append_bars(
-        self,
-        out: dict[str, list[SimBar]],
-        wanted: list[tuple[str, int]],
-        columns: np.ndarray,
-        index: int,
-        bars: DailyBars,
-    ) -> None:
-        open_ = round_to_tick(bars.open[columns])
-        close = round_to_tick(bars.close[columns])
-        # Rounding must not break high >= max(open, close) and low <= min(open, close).
-        high = np.maximum(round_to_tick(bars.high[columns]), np.maximum(open_, close))
-        low = np.minimum(round_to_tick(bars.low[columns]), np.minimum(open_, close))
-        volume = np.maximum(bars.volume[columns], 100.0).astype(np.int64)
-        vwap = round_to_tick((high + low + close) / 3.0)
-        day = self.sessions.days[index]
-        stamp = _new_york_midnight_utc(day)
-        for k, (symbol, _) in enumerate(wanted):
-            out[symbol].append(
-                SimBar(
-                    symbol=symbol,
-                    day=day,
-                    timestamp=stamp,
-                    open=_dec(open_[k]),
-                    high=_dec(high[k]),
-                    low=_dec(low[k]),
-                    close=_dec(close[k]),
-                    volume=int(volume[k]),
-                    trade_count=int(volume[k] // 120) + 1,
-                    vwap=_dec(vwap[k]),
-                )
-            )
+            return daily_bars(self.prices, self.sessions, self._index, symbols, start, end)
 
     # ---- scenarios ------------------------------------------------------------------------------------
 
@@ -394,7 +337,3 @@ class Market:
     def evaluate_orders(self) -> int:
         with self.lock:
             return self.book.evaluate()
-
-
-def _new_york_midnight_utc(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo("America/New_York")).astimezone(UTC)

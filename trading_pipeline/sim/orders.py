@@ -3,7 +3,7 @@
 What is modelled, and how it maps to Alpaca:
 - An order is validated (`order_requests.py`), checked against the account (buying power, quantity held by
   exit orders), then created with its legs. The POST response shows the order as created (`new`/`accepted`,
-  nothing filled) and fills are evaluated right after (`fills.py`), so a client must look the order up to
+  nothing filled) and fills are evaluated right after (`matching.py`), so a client must look the order up to
   learn its fill, as with Alpaca. Submitted while the market is closed, orders are `accepted` and go live
   at the next open, like Alpaca's queued day orders.
 - Bracket = entry + take-profit limit leg + stop-loss stop leg; OTO = entry + one leg. Legs are `held`
@@ -19,39 +19,19 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from trading_pipeline.sim.account import WORKING_STATUSES, AccountValues, SimOrder, SimPosition
+from trading_pipeline.sim import matching
+from trading_pipeline.sim.account import WORKING_STATUSES, AccountValues, MarketView, SimOrder, SimPosition
 from trading_pipeline.sim.errors import CODE_FORBIDDEN, CODE_NOT_FOUND, CODE_UNPROCESSABLE, SimApiError, invalid
-from trading_pipeline.sim.fills import fill_price, settle
+from trading_pipeline.sim.order_checks import check_exit_levels, check_quantity_and_power
 from trading_pipeline.sim.order_requests import OrderParams
 from trading_pipeline.sim.universe import SimAsset
 
 GTC_LIFETIME = timedelta(days=90)
 CENT = Decimal("0.01")
-
-
-class MarketView(Protocol):
-    """What the order book needs to know about the market (implemented by `Market`)."""
-
-    @property
-    def now(self) -> datetime: ...
-
-    @property
-    def session_open(self) -> bool: ...
-
-    def asset(self, symbol: str) -> SimAsset | None: ...
-
-    def touch(self, symbol: str) -> tuple[Decimal, Decimal] | None:
-        """(bid, ask) for a symbol that can trade now; None when halted or unknown."""
-
-    def last_price(self, symbol: str) -> Decimal: ...
-
-    def previous_close(self, symbol: str) -> Decimal: ...
-
-    def day_order_expiry(self) -> datetime: ...
 
 
 class OrderBook:
@@ -65,7 +45,7 @@ class OrderBook:
         self.positions: dict[str, SimPosition] = {}
         self.orders: dict[str, SimOrder] = {}
         self._by_client_id: dict[str, SimOrder] = {}
-        self._working: dict[str, SimOrder] = {}  # can fill now or at the open (not held, not terminal)
+        self.working: dict[str, SimOrder] = {}  # can fill now or at the open (not held, not terminal)
 
     def new_id(self) -> str:
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
@@ -150,64 +130,10 @@ class OrderBook:
             raise invalid(f"asset {params.symbol} is not tradable")
         if params.qty != params.qty.to_integral_value() and not asset.fractionable:
             raise invalid(f"asset {params.symbol} is not fractionable")
-        self._check_quantity_and_power(params, asset)
+        check_quantity_and_power(self, params, asset)
         if params.order_class in ("bracket", "oto"):
-            self._check_exit_levels(params)
+            check_exit_levels(self, params)
         return self._create(params, asset)
-
-    def _reference_price(self, params: OrderParams) -> Decimal:
-        touch = self.market.touch(params.symbol)
-        assert touch is not None
-        bid, ask = touch
-        if params.limit_price is not None:
-            return params.limit_price
-        if params.stop_price is not None:
-            return params.stop_price
-        return ask if params.side == "buy" else bid
-
-    def _check_quantity_and_power(self, params: OrderParams, asset: SimAsset) -> None:
-        position = self.positions.get(params.symbol)
-        held_qty = position.qty if position is not None else Decimal(0)
-        reduces = (held_qty > 0 and params.side == "sell") or (held_qty < 0 and params.side == "buy")
-        if reduces and params.order_class != "bracket":
-            available = self.qty_available(params.symbol)
-            if params.qty > available:
-                raise SimApiError(
-                    403,
-                    f"insufficient qty available for order (requested: {params.qty}, available: {available})",
-                    CODE_FORBIDDEN,
-                    available=str(available),
-                    existing_qty=str(abs(held_qty)),
-                    held_for_orders=str(self.held_for_orders(params.symbol)),
-                    symbol=params.symbol,
-                )
-            return
-        if params.side == "sell" and not asset.shortable:
-            raise SimApiError(403, f"asset {params.symbol} cannot be sold short", CODE_FORBIDDEN)
-        if params.side == "sell" and params.qty != params.qty.to_integral_value():
-            raise SimApiError(403, "fractional orders cannot be sold short", CODE_FORBIDDEN)
-        cost = params.qty * self._reference_price(params)
-        buying_power = self.account_values().buying_power
-        if cost > buying_power:
-            raise SimApiError(
-                403, f"insufficient buying power (required: {cost:.2f}, available: {buying_power})", CODE_FORBIDDEN
-            )
-
-    def _check_exit_levels(self, params: OrderParams) -> None:
-        base = self._reference_price(params)
-        buy = params.side == "buy"
-        tp = params.take_profit_limit_price
-        sl = params.stop_loss_stop_price
-        if tp is not None:
-            if buy and tp < base + CENT:
-                raise invalid(f"take_profit.limit_price must be >= base_price + 0.01 (base_price: {base})")
-            if not buy and tp > base - CENT:
-                raise invalid(f"take_profit.limit_price must be <= base_price - 0.01 (base_price: {base})")
-        if sl is not None:
-            if buy and sl > base - CENT:
-                raise invalid(f"stop_loss.stop_price must be <= base_price - 0.01 (base_price: {base})")
-            if not buy and sl < base + CENT:
-                raise invalid(f"stop_loss.stop_price must be >= base_price + 0.01 (base_price: {base})")
 
     def _new_order(self, params: OrderParams, asset: SimAsset, **overrides: Any) -> SimOrder:
         now = self.market.now
@@ -237,7 +163,7 @@ class OrderBook:
         self.orders[order.id] = order
         self._by_client_id[order.client_order_id] = order
         if order.status in WORKING_STATUSES:
-            self._working[order.id] = order
+            self.working[order.id] = order
         return order
 
     def _position_intent(self, order: SimOrder) -> str:
@@ -297,7 +223,7 @@ class OrderBook:
         for leg in self.legs(order):
             if not leg.is_terminal:
                 self._cancel(leg)
-        self._cancel_siblings(order)
+        self.cancel_siblings(order)
         return order
 
     def _cancel(self, order: SimOrder, status: str = "canceled") -> None:
@@ -308,9 +234,9 @@ class OrderBook:
             order.canceled_at = now
         else:
             order.expired_at = now
-        self._working.pop(order.id, None)
+        self.working.pop(order.id, None)
 
-    def _cancel_siblings(self, order: SimOrder) -> None:
+    def cancel_siblings(self, order: SimOrder) -> None:
         if order.exit_group is None:
             return
         for other in self.orders.values():
@@ -350,7 +276,7 @@ class OrderBook:
     def on_open(self) -> None:
         """Orders accepted while closed become live at the open."""
         now = self.market.now
-        for order in self._working.values():
+        for order in self.working.values():
             if order.status == "accepted":
                 order.status = "new"
                 order.updated_at = now
@@ -369,32 +295,5 @@ class OrderBook:
     # ---- fills ----
 
     def evaluate(self) -> int:
-        """Fill every working order whose condition holds at the current quotes; return how many filled."""
-        if not self.market.session_open or not self._working:
-            return 0
-        fills = 0
-        progressed = True
-        while progressed:  # a fill can activate legs that are marketable at once
-            progressed = False
-            for order in list(self._working.values()):
-                if order.id not in self._working:
-                    continue  # canceled as the sibling of an order filled in this pass
-                price = fill_price(order, self.market.touch(order.symbol))
-                if price is not None:
-                    self._fill(order, price)
-                    fills += 1
-                    progressed = True
-        return fills
-
-    def _fill(self, order: SimOrder, price: Decimal) -> None:
-        asset = self.market.asset(order.symbol)
-        assert asset is not None
-        now = self.market.now
-        self.cash -= settle(self.positions, order, price, asset, now)
-        self._working.pop(order.id, None)
-        for leg in self.legs(order):
-            if leg.status == "held":
-                leg.status = "new"
-                leg.updated_at = now
-                self._working[leg.id] = leg
-        self._cancel_siblings(order)
+        """Fill every working order whose condition holds at the current quotes (`matching.py`)."""
+        return matching.evaluate(self)

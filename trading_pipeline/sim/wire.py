@@ -14,7 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from trading_pipeline.sim.account import SimOrder, SimPosition
-from trading_pipeline.sim.market import ClockState, Market, SimBar, SimQuote
+from trading_pipeline.sim.history import SimBar
+from trading_pipeline.sim.market import ClockState, Market, SimQuote
 from trading_pipeline.sim.universe import SimAsset
 
 NEW_YORK = ZoneInfo("America/New_York")

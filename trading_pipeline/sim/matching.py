@@ -1,0 +1,59 @@
+"""Matching: after every price change, which working orders fill, and what a fill does to the order's family.
+
+The rules of one fill (price, trigger, settlement) are in `fills.py`; this is the loop over the book: a fill
+can activate legs that are marketable at once, and cancels the one-cancels-other siblings of the order.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol
+
+from trading_pipeline.sim.account import MarketView, SimOrder, SimPosition
+from trading_pipeline.sim.fills import fill_price, settle
+
+
+class MatchingBook(Protocol):
+    """What matching reads and changes (implemented by `OrderBook`)."""
+
+    market: MarketView
+    positions: dict[str, SimPosition]
+    cash: Decimal
+    working: dict[str, SimOrder]
+
+    def legs(self, order: SimOrder) -> list[SimOrder]: ...
+
+    def cancel_siblings(self, order: SimOrder) -> None: ...
+
+
+def evaluate(book: MatchingBook) -> int:
+    """Fill every working order whose condition holds at the current quotes; return how many filled."""
+    if not book.market.session_open or not book.working:
+        return 0
+    fills = 0
+    progressed = True
+    while progressed:  # a fill can activate legs that are marketable at once
+        progressed = False
+        for order in list(book.working.values()):
+            if order.id not in book.working:
+                continue  # canceled as the sibling of an order filled in this pass
+            price = fill_price(order, book.market.touch(order.symbol))
+            if price is not None:
+                _fill(book, order, price)
+                fills += 1
+                progressed = True
+    return fills
+
+
+def _fill(book: MatchingBook, order: SimOrder, price: Decimal) -> None:
+    asset = book.market.asset(order.symbol)
+    assert asset is not None
+    now = book.market.now
+    book.cash -= settle(book.positions, order, price, asset, now)
+    book.working.pop(order.id, None)
+    for leg in book.legs(order):
+        if leg.status == "held":
+            leg.status = "new"
+            leg.updated_at = now
+            book.working[leg.id] = leg
+    book.cancel_siblings(order)
