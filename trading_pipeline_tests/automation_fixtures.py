@@ -87,3 +87,52 @@ def stop_by_hand(instance: dg.DagsterInstance, name: str, kind: str = "SCHEDULE"
     origin = RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), name)
     data = ScheduleInstigatorData("* * * * *") if kind == "SCHEDULE" else SensorInstigatorData()
     instance.add_instigator_state(InstigatorState(origin, InstigatorType(kind), InstigatorStatus.STOPPED, data))
+
+
+def craft_ticks(
+    instance: dg.DagsterInstance, name: str, kind: str, ticks: list[tuple[datetime, str, str | None]]
+) -> None:
+    """Ticks of a schedule/sensor as the daemon records them: (when, SUCCESS|SKIPPED|FAILURE, error text)."""
+    from dagster._core.remote_origin import RemoteInstigatorOrigin
+    from dagster._core.scheduler.instigation import (
+        InstigatorState,
+        InstigatorStatus,
+        InstigatorType,
+        ScheduleInstigatorData,
+        SensorInstigatorData,
+        TickData,
+        TickStatus,
+    )
+    from dagster._utils.error import SerializableErrorInfo
+
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="trading_pipeline.definitions"))
+    origin = RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), name)
+    state = instance.get_instigator_state(origin.get_id(), origin.get_selector().get_id())
+    if state is None:
+        data = ScheduleInstigatorData("*/2 * * * *") if kind == "SCHEDULE" else SensorInstigatorData()
+        state = InstigatorState(origin, InstigatorType(kind), InstigatorStatus.DECLARED_IN_CODE, data)
+        instance.add_instigator_state(state)
+    for when, status, error in ticks:
+        wrapped = None
+        if error is not None:
+            cause = SerializableErrorInfo(f"{error}\n", [], error.split(":")[0])
+            wrapped = SerializableErrorInfo(
+                f"dagster._core.errors.SensorExecutionError: Error occurred during the evaluation of {name}\n",
+                [],
+                "SensorExecutionError",
+                cause=cause,
+            )
+        instance.create_tick(
+            TickData(
+                instigator_origin_id=state.instigator_origin_id,
+                instigator_name=name,
+                instigator_type=InstigatorType(kind),
+                status=TickStatus(status),
+                timestamp=when.timestamp(),
+                selector_id=state.selector_id,
+                error=wrapped,
+                run_ids=[],
+                run_keys=[],
+                skip_reason="crafted" if status == "SKIPPED" else None,
+            )
+        )

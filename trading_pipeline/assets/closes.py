@@ -176,7 +176,7 @@ def outcome_check_results(
     """The day's outcomes: stops honoured (replay), BUY:SELL, and the stop-loss job's own run history."""
     bounds = session_bounds(day)
     day_start = bounds[0] if bounds else now - timedelta(hours=12)
-    elapsed = min(now, bounds[1]) - bounds[0] if bounds and now >= bounds[0] else None
+    in_session = bounds is not None and bounds[0] <= now <= bounds[1]
     runs_today = sorted(
         instance.get_run_records(RunsFilter(job_name=STOP_LOSS_JOB, created_after=day_start)),
         key=lambda r: r.create_timestamp,
@@ -197,7 +197,10 @@ def outcome_check_results(
             sides[OrderSide.BUY],
             sides[OrderSide.SELL],
             open_positions=len(trades_repo.open_trades(db)),
-            session_elapsed=elapsed,
+            now=now,
+            in_session=in_session,
+            first_buy_at=orders_repo.first_order_at(db, OrderSide.BUY, since=day_start),
+            last_protected_at=now,  # this sweep is the protection (the health asset judges it from outside)
         ),
         closes_checks.stop_loss_run_health(
             [r.dagster_run.status.value for r in finished], stop_loss_freshness(instance, now=now.astimezone(UTC))

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from trading_pipeline.checks import health as health_checks
 from trading_pipeline.checks.metadata import md
 from trading_pipeline.checks.registry import ALL_SPECS
 from trading_pipeline.domain.calendar import NEW_YORK
@@ -19,6 +20,7 @@ def build_health_asset(automation: Automation) -> dg.AssetsDefinition:
     @dg.asset(
         group_name="operations",
         kinds={"python"},
+        check_specs=health_checks.SPECS,
         description=(
             "System health first (daemon heartbeats, schedules/sensors, stop-loss runs, failed checks, alerts), "
             "then outcomes, then P&L — the same report as `trading-pipeline status`, kept with history."
@@ -39,7 +41,9 @@ def build_health_asset(automation: Automation) -> dg.AssetsDefinition:
         if not report.healthy:
             context.log.error(render_status(report).splitlines()[0])
         pnl, outcomes = report.pnl, report.outcomes
+        checks = [health_checks.buy_sell_outcome(database.db, context.instance, now)]
         return dg.MaterializeResult(
+            check_results=checks,
             metadata={
                 "healthy": report.healthy,
                 "problems": len(report.problems),
@@ -47,7 +51,7 @@ def build_health_asset(automation: Automation) -> dg.AssetsDefinition:
                 "open_positions": outcomes.get("open_positions", 0),
                 "realized_pnl_today": float(pnl.get("realized_today", 0)),
                 "unrealized_pnl": float(pnl.get("unrealized", 0)),
-            }
+            },
         )
 
     return health

@@ -5,13 +5,16 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from trading_pipeline.checks import preflight as preflight_checks
-from trading_pipeline.checks.metadata import markdown_table, md
+from trading_pipeline.checks.metadata import ALERT_KEY_METADATA, markdown_table, md
 from trading_pipeline.monitoring.health import Automation
 from trading_pipeline.monitoring.preflight import run_preflight
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.settings import Settings
+from trading_pipeline.store import alerts_repository as alerts_repo
+
+PREFLIGHT_ALERT_KEY = "preflight"
 
 
 def build_preflight_asset(automation: Automation) -> dg.AssetsDefinition:
@@ -38,11 +41,24 @@ def build_preflight_asset(automation: Automation) -> dg.AssetsDefinition:
             automation=automation,
         )
         dispatcher = alerts.dispatcher(database.db, context.log)
+        # An item another alert already fires for (the watchdog's dead daemon, a failing sensor) is that
+        # incident, not a new one: the NO-GO names it as already alerted and alerts only for the rest.
+        firing = {a.key for a in alerts_repo.firing_alerts(database.db)}
+        fresh = [i for i in report.failures if not (i.alert_key and i.alert_key in firing)]
+        known = [i.name for i in report.failures if i not in fresh]
         if report.go:
-            dispatcher.resolve("preflight", "pre-flight GO")
-        else:
-            reasons = "; ".join(f"{i.name}: {i.detail}" for i in report.failures)
-            dispatcher.fire("preflight", "pre-flight NO-GO", reasons, severity="critical", source="preflight")
+            dispatcher.resolve(PREFLIGHT_ALERT_KEY, "pre-flight GO")
+        elif fresh:
+            reasons = "; ".join(i.alert_text() for i in fresh)
+            if known:
+                reasons += f" (already alerted: {', '.join(known)})"
+            dispatcher.fire(
+                PREFLIGHT_ALERT_KEY,
+                f"pre-flight NO-GO: {len(report.failures)} item(s)",
+                reasons,
+                severity="critical",
+                source="preflight",
+            )
         rows = [{"item": i.name, "verdict": "GO" if i.ok else "NO-GO", "detail": i.detail} for i in report.items]
         return dg.MaterializeResult(
             metadata={
@@ -56,7 +72,11 @@ def build_preflight_asset(automation: Automation) -> dg.AssetsDefinition:
                     passed=report.go,
                     severity=dg.AssetCheckSeverity.ERROR,
                     description="GO" if report.go else f"NO-GO: {len(report.failures)} item(s)",
-                    metadata={"failed": md(markdown_table([r for r in rows if r["verdict"] != "GO"], limit=100))},
+                    metadata={
+                        "failed": md(markdown_table([r for r in rows if r["verdict"] != "GO"], limit=100)),
+                        # the NO-GO alert above is this finding: the check alert sensor shares its key
+                        ALERT_KEY_METADATA: PREFLIGHT_ALERT_KEY,
+                    },
                 )
             ],
         )

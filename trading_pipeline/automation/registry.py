@@ -12,6 +12,7 @@ from trading_pipeline.automation.schedules import (
 )
 from trading_pipeline.automation.sensors import (
     asset_check_alert_sensor,
+    automation_health_sensor,
     run_failure_alert_sensor,
     run_success_recovery_sensor,
     stop_loss_watchdog_sensor,
@@ -26,6 +27,7 @@ SENSORS = [
     run_success_recovery_sensor,
     asset_check_alert_sensor,
     stop_loss_watchdog_sensor,
+    automation_health_sensor,
 ]
 
 AUTOMATION = Automation(schedules=SCHEDULES, sensors=SENSORS)

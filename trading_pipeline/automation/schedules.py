@@ -9,12 +9,17 @@ import dagster as dg
 from trading_pipeline.automation.jobs import health_job, performance_job, preflight_job, stop_loss_job, trading_day_job
 from trading_pipeline.domain.calendar import session_status
 from trading_pipeline.domain.names import STOP_LOSS_JOB, TRADING_DAY_JOB
+from trading_pipeline.monitoring.market_clock import read_market_clock
 from trading_pipeline.monitoring.runs import in_flight_runs
+from trading_pipeline.resources.broker import BrokerResource
 
 NEW_YORK = "America/New_York"
 NEW_YORK_TZ = ZoneInfo(NEW_YORK)
-# Every 2 minutes from 09:30 to 16:00 on weekdays; the calendar library decides holidays and half days.
-STOP_LOSS_CRONS = ["30-58/2 9 * * 1-5", "*/2 10-15 * * 1-5", "0 16 * * 1-5"]
+# Every 2 minutes around the clock: outside sessions each tick is a skip that says why, so the UI always
+# shows recent ticks and a schedule that stopped ticking is detectable (monitoring.ticks) at any hour.
+STOP_LOSS_CRON = "*/2 * * * *"
+# The launcher tag Dagster's UI reads to show a run as launched by this schedule (the demo sets it too).
+SCHEDULE_NAME_TAG = "dagster/schedule_name"
 
 
 def once_per_session(
@@ -31,30 +36,34 @@ def once_per_session(
 
 @dg.schedule(
     job=stop_loss_job,
-    cron_schedule=STOP_LOSS_CRONS,
+    cron_schedule=STOP_LOSS_CRON,
     description=(
-        "Protects every open position: a stop-loss sweep every 2 minutes while the NYSE is open. Skips outside "
-        "sessions (weekends, holidays, half-day afternoons) and while a stop-loss run is in flight, naming it."
+        "Protects every open position: a stop-loss sweep every 2 minutes while the market is open (the broker's "
+        "clock decides; the exchange calendar when the broker cannot be asked). Ticks around the clock: outside "
+        "sessions and while a stop-loss run is in flight each tick skips, saying why."
     ),
     execution_timezone=NEW_YORK,
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
-def stop_loss_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    """Protects every open position: a stop-loss sweep every 2 minutes while the NYSE is open.
+def stop_loss_schedule(context: dg.ScheduleEvaluationContext, broker: BrokerResource) -> dg.RunRequest | dg.SkipReason:
+    """Protects every open position: a stop-loss sweep every 2 minutes while the market is open.
 
-    Skips outside sessions (weekends, holidays, half-day afternoons — from exchange-calendars) and while a
-    stop-loss run is still queued or running, naming that run; the watchdog sensor alerts if skips or
-    failures leave positions unprotected for too long.
+    Open or closed is the broker's clock's answer (cross-checked by the health sensor), the calendar's when
+    the broker is unreachable — a sweep then still goes in calendar hours, since protection must not wait
+    for the broker's clock endpoint. Skips while a stop-loss run is still queued or running, naming it.
     """
     tick = context.scheduled_execution_time
-    status = session_status(tick)
-    if not status.in_session:
-        return dg.SkipReason(f"market closed: {status.reason}")
+    market = read_market_clock(broker.client(), tick)
+    if not market.is_open:
+        return dg.SkipReason(market.closed_reason())
     busy = in_flight_runs(context.instance, STOP_LOSS_JOB)
     if busy:
         run = busy[0].dagster_run
         return dg.SkipReason(f"stop-loss run {run.run_id} is still {run.status.value}; not stacking another")
-    return dg.RunRequest(run_key=f"stop_loss:{tick.isoformat()}", tags={"trading_pipeline/trigger": "schedule"})
+    return dg.RunRequest(
+        run_key=f"stop_loss:{tick.isoformat()}",
+        tags={"trading_pipeline/trigger": "schedule", "trading_pipeline/market_time": market.at.isoformat()},
+    )
 
 
 @dg.schedule(
@@ -86,10 +95,13 @@ def preflight_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest |
 
 @dg.schedule(
     job=health_job,
-    cron_schedule="*/15 * * * *",
+    cron_schedule="*/5 * * * *",
     execution_timezone=NEW_YORK,
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every 15 minutes, day and night: the health → outcomes → P&L report, with history in the UI.",
+    description=(
+        "Every 5 minutes, day and night: the health → outcomes → P&L report, with history in the UI, and the "
+        "BUY:SELL outcome check judged from outside the stop-loss runs (so it holds when they all fail)."
+    ),
 )
 def health_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Health is reported around the clock: a daemon dying at night matters at the next open."""

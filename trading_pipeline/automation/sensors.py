@@ -5,6 +5,8 @@
 - asset_check_alert_sensor: only blocking ERROR checks fail a run — every other failed check reaches people
   only through this sensor, which reads each check's latest evaluation (a cursor per check).
 - stop_loss_watchdog_sensor: in a session, no successful stop-loss run for too long → alert with the case.
+- automation_health_sensor: the instance's tick history — a schedule or sensor whose ticks fail, a schedule
+  that stopped ticking, runs stuck in the queue → one alert each (the external watchdog uses the same keys).
 """
 
 import json
@@ -13,11 +15,21 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from trading_pipeline.automation.jobs import stop_loss_job
+from trading_pipeline.checks.metadata import ALERT_KEY_METADATA
 from trading_pipeline.domain.exits import InvalidQuote, decide_exit
 from trading_pipeline.domain.jsonsafe import to_jsonable
 from trading_pipeline.domain.names import STOP_LOSS_JOB
-from trading_pipeline.monitoring.health import DEFAULT_STOP_LOSS_STALE_AFTER, stop_loss_freshness
+from trading_pipeline.monitoring.health import (
+    DAILY_LOSS_ALERT_KEY,
+    DEFAULT_STOP_LOSS_STALE_AFTER,
+    HealthItem,
+    kill_switch_items,
+    stop_loss_freshness,
+    unfilled_exits_item,
+)
+from trading_pipeline.monitoring.market_clock import read_market_clock
 from trading_pipeline.monitoring.runs import in_flight_runs, root_cause
+from trading_pipeline.monitoring.ticks import queue_health, tick_health
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
@@ -32,6 +44,20 @@ def utc_now() -> datetime:
 
 
 TRIGGER_INTERVAL_SECONDS = 30
+# In a session every quote of the open positions older than this means the feed stopped, not a calm market
+# (quotes move at least once a minute on the sim and far more often on Alpaca's feed).
+FROZEN_FEED_AFTER = timedelta(seconds=90)
+
+
+def frozen_feed(quotes: object, now: datetime) -> str | None:
+    """Why the quotes cannot be trusted to show a crossing (every one of them stale), else None."""
+    stamps = [q.timestamp for q in quotes]  # type: ignore[attr-defined]
+    if not stamps or now - max(stamps) <= FROZEN_FEED_AFTER:
+        return None
+    return (
+        f"quote feed frozen: the newest of {len(stamps)} quotes is {(now - max(stamps)).total_seconds():.0f}s old "
+        f"at {now:%H:%M:%S} UTC (limit {FROZEN_FEED_AFTER.total_seconds():.0f}s) — crossed stops cannot be seen"
+    )
 
 
 @dg.sensor(
@@ -57,6 +83,11 @@ def stop_trigger_sensor(
     if not trades:
         return dg.SkipReason("no open positions")
     batch = client.latest_quotes({t.symbol for t in trades})
+    blind = frozen_feed(batch.quotes.values(), clock.timestamp)
+    if blind:
+        # Fail the tick (alerted by automation_health_sensor with this line): a trigger that sees only old
+        # prices cannot see a crossed stop, and a frozen feed would otherwise look like a calm market.
+        raise RuntimeError(blind)
     crossed: list[str] = []
     quoted_at: list[datetime] = []
     for trade in trades:
@@ -126,6 +157,25 @@ def run_success_recovery_sensor(
     )
 
 
+def check_failure_text(
+    name: str, outcome: str | None, metadata: dict[str, object], protects: str | None, run_id: str
+) -> str:
+    """What failed (the evaluation's own words and its numbers), what the check protects, and where to look —
+    not the pass condition alone, which says what should have been true but not what was."""
+    numbers = ", ".join(
+        f"{k} {v}" for k, v in metadata.items() if isinstance(v, int | float | str) and len(str(v)) <= 80
+    )
+    found = outcome or "the check failed"
+    text = f"{name}: {found}" + (f" ({numbers})" if numbers else "")
+    if protects:
+        text += f". It protects: {protects}"
+    asset = name.split(":")[0]
+    return (
+        f"{text}. What to do: open Assets → {asset} → Checks in the UI (run {run_id}) for the full table; the "
+        "alert recovers by itself when the check passes again"
+    )
+
+
 @dg.sensor(
     minimum_interval_seconds=30,
     default_status=RUNNING,
@@ -151,17 +201,18 @@ def asset_check_alert_sensor(
         if evaluation is None or not hasattr(evaluation, "passed"):
             continue  # planned, not evaluated yet: look again next tick
         cursor[name] = record.id
-        key = f"check:{name}"
+        metadata = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
+        # A check whose asset alerts on the same finding itself (pre-flight's NO-GO) names that alert's key.
+        key = str(metadata.pop(ALERT_KEY_METADATA, f"check:{name}"))
         if evaluation.passed:
             if dispatcher.resolve(key, f"check {name} passes again"):
                 recovered.append(name)
             continue
         spec = asset_graph.get_check_spec(check_key)
-        metadata = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
         dispatcher.fire(
             key=key,
             title=f"check failed: {name} ({evaluation.severity.value})",
-            message=spec.description or evaluation.description or "asset check failed",
+            message=check_failure_text(name, evaluation.description, metadata, spec.description, record.run_id),
             severity="error" if evaluation.severity == dg.AssetCheckSeverity.ERROR else "warning",
             source="asset_check_alert_sensor",
             details={
@@ -207,3 +258,60 @@ def stop_loss_watchdog_sensor(
         },
     )
     return dg.SkipReason(f"ALERT {diagnosis.case}: {diagnosis.detail}")
+
+
+AUTOMATION_HEALTH_SENSOR = "automation_health_sensor"
+
+
+def _incident_title(item: HealthItem) -> str:
+    if item.alert_key in ("kill_switch", DAILY_LOSS_ALERT_KEY):
+        return "kill switch ON: no new entries"
+    if item.alert_key == "market_clock":
+        return "broker clock and exchange calendar disagree"
+    return f"{item.name.removesuffix(' ticks').removesuffix(' cadence')} unhealthy"
+
+
+@dg.sensor(
+    name=AUTOMATION_HEALTH_SENSOR,
+    minimum_interval_seconds=30,
+    default_status=RUNNING,
+    description=(
+        "Reads the instance's tick history every 30 s: any schedule or sensor of this code location whose ticks "
+        "fail (which sensor, since when, the last error line, what to do), a running schedule that stopped "
+        "ticking, runs stuck in the queue, the broker's clock disagreeing with the exchange calendar → one "
+        "alert each, and a recovery message when it clears. It cannot "
+        "see its own failures, a dead daemon or a location that does not load: `trading-pipeline watchdog` does."
+    ),
+)
+def automation_health_sensor(
+    context: dg.SensorEvaluationContext, alerts: AlertsResource, database: TradingDatabase, broker: BrokerResource
+) -> dg.SkipReason:
+    from trading_pipeline.monitoring.health import Automation
+
+    repository = context.repository_def
+    automation = Automation(schedules=list(repository.schedule_defs), sensors=list(repository.sensor_defs))
+    now = utc_now()
+    items = tick_health(context.instance, automation, now=now, exclude=[AUTOMATION_HEALTH_SENSOR])
+    items.append(queue_health(context.instance, now=now))
+    market = read_market_clock(broker.client(), now)
+    items.append(market.health_item())  # one clock: a disagreement alerts
+    items.append(unfilled_exits_item(database.db, market.at))  # closing rows are stamped with the broker's time
+    items += kill_switch_items(database.db)
+    dispatcher = alerts.dispatcher(database.db, context.log)
+    bad = []
+    for item in items:
+        assert item.alert_key is not None
+        if item.ok:
+            dispatcher.resolve(item.alert_key, f"{item.name}: {item.detail}")
+            continue
+        bad.append(item.name)
+        dispatcher.fire(
+            key=item.alert_key,
+            title=_incident_title(item),
+            message=item.alert_text(),
+            severity="warning" if item.alert_key == "kill_switch" else "critical" if "stop" in item.name else "error",
+            source=AUTOMATION_HEALTH_SENSOR,
+        )
+    if bad:
+        return dg.SkipReason(f"ALERT {len(bad)}: {', '.join(bad)}")
+    return dg.SkipReason(f"{len(items)} items healthy: every schedule and sensor ticking without error")

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 
 from trading_pipeline.checks.helpers import result
 from trading_pipeline.checks.limits import (
     CROSS_TO_CLOSE_MAX_RUNS,
-    MAX_BUY_SELL_RATIO,
     MAX_TRANSACTION_MS,
     MIN_STOP_LOSS_SUCCESS_RATE,
-    RATIO_JUDGED_AFTER,
+    SELLS_OWED_GRACE,
 )
 from trading_pipeline.domain.exits import InvalidQuote, decide_exit
 from trading_pipeline.domain.types import ExitReason, PositionSide, Quote
 from trading_pipeline.monitoring.health import StopLossDiagnosis
 from trading_pipeline.store.database import DatabaseStats
 from trading_pipeline.store.trades_repository import TradeRecord
+
+WARN = dg.AssetCheckSeverity.WARN
+BUY_SELL_DESCRIPTION = (
+    "Today's buys are matched by something able to sell them: in a session, with positions open, a stop-loss run "
+    "succeeded within 6 minutes of the latest buy or protection check. Buys going on while no stop-loss run "
+    "succeeds is the seed app's silent failure (100 buys, 0 sells); a calm day with few sells is not."
+)
 
 SPECS = [
     dg.AssetCheckSpec(
@@ -52,10 +58,7 @@ SPECS = [
     dg.AssetCheckSpec(
         "buy_sell_ratio",
         asset="closes",
-        description=(
-            "Today's BUY:SELL orders, judged after the first hour: above 5:1, or 100:0 with positions open, means "
-            "entries happen but exits do not — the seed app's silent stop-loss failure."
-        ),
+        description=BUY_SELL_DESCRIPTION,
     ),
     dg.AssetCheckSpec(
         "stop_loss_run_health",
@@ -180,26 +183,34 @@ def buy_sell_ratio(
     sells: int,
     *,
     open_positions: int,
-    session_elapsed: timedelta | None,
-    max_ratio: float = MAX_BUY_SELL_RATIO,
-    judged_after: timedelta = RATIO_JUDGED_AFTER,
+    now: datetime,
+    in_session: bool,
+    first_buy_at: datetime | None,
+    last_protected_at: datetime | None,
+    grace: timedelta = SELLS_OWED_GRACE,
 ) -> dg.AssetCheckResult:
+    """Compares what happened with what should have: every buy is owed a sell the moment its stop or target
+    is crossed, and only a succeeding stop-loss run can pay it. So the check fails when buys stand with
+    positions open and no stop-loss run has succeeded for `grace` since the later of the first buy and the
+    last success — not on a ratio, which a calm healthy day exceeds and the seed's failure takes an hour to."""
     numbers = {"buys": buys, "sells": sells, "open_positions": open_positions}
-    if session_elapsed is None or session_elapsed < judged_after:
-        return result(
-            "buy_sell_ratio",
-            True,
-            f"{buys}:{sells} — not judged in the session's first hour",
-            severity=dg.AssetCheckSeverity.WARN,
-            numbers=numbers,
-        )
-    if sells == 0:
-        passed = buys == 0 or open_positions == 0
-        text = f"{buys}:0 with {open_positions} positions open — nothing was ever sold" if not passed else f"{buys}:0"
-    else:
-        passed = buys / sells <= max_ratio
-        text = f"{buys}:{sells} = {buys / sells:.1f}:1 (limit {max_ratio:g}:1)"
-    return result("buy_sell_ratio", passed, text, severity=dg.AssetCheckSeverity.WARN, numbers=numbers)
+    label = f"{buys}:{sells}"
+    if not in_session or buys == 0 or open_positions == 0:
+        why = "outside a session" if not in_session else "no buys today" if buys == 0 else "no position open"
+        return result("buy_sell_ratio", True, f"{label} — not owed any sell ({why})", severity=WARN, numbers=numbers)
+    marks = [m for m in (first_buy_at, last_protected_at) if m is not None]
+    since = max(marks) if marks else now  # the later of the first buy and the last success
+    waited = now - since
+    numbers["minutes_without_protection"] = round(waited.total_seconds() / 60, 1)
+    if waited <= grace:
+        text = f"{label}; {waited.total_seconds():.0f}s since the last stop-loss success or the first buy"
+        return result("buy_sell_ratio", True, text, severity=WARN, numbers=numbers)
+    text = (
+        f"{label} with {open_positions} positions open and no successful stop-loss run for "
+        f"{waited.total_seconds() / 60:.0f} min (limit {grace.total_seconds() / 60:.0f}): entries go on while "
+        "nothing can sell a crossed stop"
+    )
+    return result("buy_sell_ratio", False, text, severity=WARN, numbers=numbers)
 
 
 def stop_loss_run_health(

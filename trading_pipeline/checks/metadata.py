@@ -67,3 +67,8 @@ def symbols_text(symbols: Iterable[str], limit: int = 50) -> str:
     listed = sorted(symbols)
     more = f" … (+{len(listed) - limit})" if len(listed) > limit else ""
     return ", ".join(listed[:limit]) + more if listed else "(none)"
+
+
+# A check result whose asset alerts on the same finding itself names that alert's key here, so the check
+# alert sensor dedupes with it (one NO-GO, one alert).
+ALERT_KEY_METADATA = "trading_pipeline/alert_key"

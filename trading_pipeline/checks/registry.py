@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from trading_pipeline.checks import closes, performance, positions, preflight, quotes, universe
+from trading_pipeline.checks import closes, health, performance, positions, preflight, quotes, universe
 
 ALL_SPECS: dict[dg.AssetCheckKey, dg.AssetCheckSpec] = {
     spec.key: spec
-    for specs in (universe.SPECS, quotes.SPECS, positions.SPECS, closes.SPECS, preflight.SPECS, performance.SPECS)
+    for specs in (
+        universe.SPECS,
+        quotes.SPECS,
+        positions.SPECS,
+        closes.SPECS,
+        preflight.SPECS,
+        performance.SPECS,
+        health.SPECS,
+    )
     for spec in specs
 }

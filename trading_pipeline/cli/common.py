@@ -3,8 +3,8 @@ trading DB so that a missing or broken one is a health finding, not a traceback.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -31,36 +31,48 @@ def dagster_instance_or_problem():  # type: ignore[no-untyped-def]
 
     if not os.environ.get("DAGSTER_HOME"):
         return None, "DAGSTER_HOME is not set: point it at the instance the daemon uses"
+    home = os.environ["DAGSTER_HOME"]
     try:
+        if not os.path.exists(os.path.join(home, "dagster.yaml")):
+            # Dagster would print a warning before our verdict; the defaults it falls back to are usable.
+            logger = logging.getLogger("dagster")
+            level = logger.level
+            logger.setLevel(logging.ERROR)
+            try:
+                return dg.DagsterInstance.get(), None
+            finally:
+                logger.setLevel(level)
         return dg.DagsterInstance.get(), None
     except Exception as exc:  # a malformed dagster.yaml must be a NO-GO, not a traceback
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return None, f"cannot load the Dagster instance at DAGSTER_HOME: {first}"
 
 
-def open_database(settings: Settings) -> Database | None:
-    """The trading DB if reachable and current; else None, with the reason on stderr (health reports it too)."""
+def open_database(settings: Settings) -> tuple[Database | None, str | None]:
+    """(the trading DB, None) if reachable and current; else (None, what is wrong and what to do) — the
+    health reports and alerts carry that reason themselves, since their reader never sees this stderr."""
     from trading_pipeline.store.migrate import ensure_schema_current
 
     db = None
     try:
         db = Database(settings.database_url)
         ensure_schema_current(db)
-        return db
+        return db, None
     except DatabaseError as exc:
         if db is not None:
             db.dispose()
-        print(f"trading-pipeline: trading DB unavailable: {exc}", file=sys.stderr)
-        return None
+        return None, str(exc)  # said by the report itself, in its health section and any alert
 
 
 @contextmanager
-def instance_and_database(settings: Settings) -> Iterator[tuple[Any, str | None, Database | None]]:
-    """(instance, why no instance, trading DB or None) for the health commands; both disposed at the end."""
+def instance_and_database(
+    settings: Settings,
+) -> Iterator[tuple[Any, str | None, Database | None, str | None]]:
+    """(instance, why no instance, trading DB or None, why no DB) for the health commands; both disposed."""
     instance, instance_problem = dagster_instance_or_problem()
-    db = open_database(settings)
+    db, db_problem = open_database(settings)
     try:
-        yield instance, instance_problem, db
+        yield instance, instance_problem, db, db_problem
     finally:
         if db is not None:
             db.dispose()

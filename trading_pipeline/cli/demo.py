@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 from trading_pipeline.cli.common import EXIT_FAILED, EXIT_OK, optional_day
@@ -27,10 +28,28 @@ def _demo(args: argparse.Namespace) -> int:
         protective_orders=not args.no_protective_orders,
         strategy=args.strategy or settings.strategy,
         strategy_params=args.strategy_params if args.strategy_params is not None else settings.strategy_params,
+        env_file=Path(".env"),
     )
     report = Demo(options).run()
     print(render_report(report))
     return EXIT_OK if report.healthy else EXIT_FAILED
+
+
+def _sim_start(session_now: bool):  # type: ignore[no-untyped-def]
+    """--session-now: the simulated clock starts inside a session, so the market is open now, whatever the
+    hour, and the daemon's real schedules and sensors sweep against it (the broker's clock is the one clock)."""
+    if not session_now:
+        return None
+    from datetime import UTC, datetime
+
+    from trading_pipeline.domain.calendar import NEW_YORK, session_open_now
+
+    start = session_open_now(datetime.now(UTC))
+    print(
+        f"sim-broker: --session-now: the market is open now, replaying {start.astimezone(NEW_YORK):%A %Y-%m-%d} "
+        f"from {start.astimezone(NEW_YORK):%H:%M ET} at wall-clock speed"
+    )
+    return start
 
 
 def _sim_broker(args: argparse.Namespace) -> int:
@@ -43,8 +62,39 @@ def _sim_broker(args: argparse.Namespace) -> int:
         seed=args.seed if args.seed is not None else settings.sim_seed,
         n_symbols=args.symbols,
         speed=args.speed,
+        start=_sim_start(args.session_now),
     )
     return EXIT_OK
+
+
+def _ui(args: argparse.Namespace) -> int:
+    """The sim broker (in this process) and `dagster dev` (the webserver and the daemon) together, with the
+    `.env` the demo wrote: the UI shows the demo's runs, and every sensor can reach a broker."""
+    import os
+    import subprocess
+    import sys
+
+    from trading_pipeline.sim.server import SimBroker
+
+    settings = Settings.from_env()
+    sim = SimBroker(seed=settings.sim_seed, port=args.sim_port, start=_sim_start(args.session_now), realtime=True)
+    with sim:
+        print(f"ui: sim broker on {sim.url}; Dagster UI on http://127.0.0.1:{args.port}", flush=True)
+        dagster = Path(sys.executable).with_name("dagster")
+        command = [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.port)]
+        # The broker URL is this process's sim (a .env does not name one, so this is what the location sees).
+        env = {
+            **os.environ,
+            "TRADING_PIPELINE_BROKER": "sim",
+            "ALPACA_TRADING_URL": sim.url,
+            "ALPACA_DATA_URL": sim.url,
+        }
+        process = subprocess.Popen(command, env=env)
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            return process.wait()
 
 
 def _soak(args: argparse.Namespace) -> int:
@@ -103,7 +153,20 @@ def register(commands: Any) -> None:
     sim.add_argument("--seed", type=int, help="market seed (default TRADING_PIPELINE_SIM_SEED or 7)")
     sim.add_argument("--symbols", type=int, default=5000, help="universe size (default 5000)")
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per wall second (default 1)")
+    sim.add_argument(
+        "--session-now",
+        action="store_true",
+        help="start the simulated clock inside an NYSE session so the market is open now, at any hour",
+    )
     sim.set_defaults(handler=_sim_broker)
+
+    ui = commands.add_parser(
+        "ui", help="the sim broker and `dagster dev` (UI + daemon) together, on the demo's DB and instance (.env)"
+    )
+    ui.add_argument("--port", type=int, default=3000, help="Dagster UI port on 127.0.0.1 (default 3000)")
+    ui.add_argument("--sim-port", type=int, default=8765, help="sim broker port on 127.0.0.1 (default 8765)")
+    ui.add_argument("--session-now", action="store_true", help="the sim's market is open now (see sim-broker)")
+    ui.set_defaults(handler=_ui)
 
     soak = commands.add_parser(
         "soak",

@@ -17,11 +17,11 @@ def _watchdog(args: argparse.Namespace) -> int:
 
     from trading_pipeline.automation.registry import AUTOMATION
     from trading_pipeline.monitoring.health import HealthItem
-    from trading_pipeline.monitoring.watchdog import WatchdogReport, alert_on, check_health, render
+    from trading_pipeline.monitoring.watchdog import WatchdogReport, alert_on, check_health, render, trading_db_item
     from trading_pipeline.resources.alert_delivery import AlertDispatcher
 
     settings = Settings.from_env()
-    with instance_and_database(settings) as (instance, instance_problem, db):
+    with instance_and_database(settings) as (instance, instance_problem, db, db_problem):
         dispatcher = AlertDispatcher(
             db,
             webhook_url=os.environ.get("TRADING_PIPELINE_ALERT_WEBHOOK_URL"),
@@ -37,14 +37,23 @@ def _watchdog(args: argparse.Namespace) -> int:
                 automation=AUTOMATION,
                 heartbeat_tolerance=timedelta(seconds=args.heartbeat_tolerance),
                 stale_after=timedelta(seconds=args.stale_after),
+                workspace_file=_workspace_file(args.workspace),
             )
         if db is None:
-            report = WatchdogReport(
-                [*report.items, HealthItem("trading DB", False, "unreachable or not migrated (see stderr)")]
-            )
+            report = WatchdogReport([*report.items, trading_db_item(db_problem)])
         alert_on(report, dispatcher)
         print(render(report))
         return EXIT_OK if report.healthy else EXIT_FAILED
+
+
+def _workspace_file(option: str | None):  # type: ignore[no-untyped-def]
+    """--workspace, else ./workspace.yaml when there is one (the file `dagster dev` and the daemon load)."""
+    from pathlib import Path
+
+    if option:
+        return Path(option)
+    default = Path("workspace.yaml")
+    return default if default.is_file() else None
 
 
 def _preflight(args: argparse.Namespace) -> int:
@@ -56,13 +65,14 @@ def _preflight(args: argparse.Namespace) -> int:
     from trading_pipeline.monitoring.preflight import render, run_preflight
 
     settings = Settings.from_env()
-    with instance_and_database(settings) as (instance, instance_problem, db):
+    with instance_and_database(settings) as (instance, instance_problem, db, db_problem):
         report = run_preflight(
             now=datetime.now(UTC),
             settings=settings,
             instance=instance,
             instance_problem=instance_problem,
             db=db,
+            db_problem=db_problem,
             broker_factory=lambda: broker_from_settings(settings),
             automation=AUTOMATION,
             expect_halted=args.expect_halted,
@@ -84,14 +94,14 @@ def _status(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     now = datetime.now(UTC)
     day = optional_day(args.date) or now.astimezone(NEW_YORK).date()
-    with instance_and_database(settings) as (instance, instance_problem, db):
+    with instance_and_database(settings) as (instance, instance_problem, db, db_problem):
         report = build_status(
             now=now,
             day=day,
             instance=instance,
             instance_problem=instance_problem,
             db=db,
-            db_problem="unreachable or not migrated (see stderr)",
+            db_problem=db_problem,
             automation=AUTOMATION,
             check_specs=ALL_SPECS,
         )
@@ -126,6 +136,11 @@ def register(commands: Any) -> None:
         type=int,
         default=360,
         help="seconds without a successful stop-loss run in a session before alerting (default 360)",
+    )
+    watchdog.add_argument(
+        "--workspace",
+        help="workspace file the webserver and daemon load, checked the way `dagster definitions validate` "
+        "does (default ./workspace.yaml when present)",
     )
     watchdog.set_defaults(handler=_watchdog)
 

@@ -113,3 +113,16 @@ def sessions_before(day: date, count: int) -> list[date]:
     start = pd.Timestamp(day - timedelta(days=2 * count + 14))
     sessions = nyse().sessions_in_range(start, pd.Timestamp(day - timedelta(days=1)))
     return [session.date() for session in sessions[-count:]]
+
+
+def session_open_now(now: datetime) -> datetime:
+    """A session instant to run a simulated market from so that it is open *now*: `now` itself during a
+    session, else the open of the latest session before it (replayed from its open at wall-clock speed)."""
+    if session_status(now).in_session:
+        return now
+    day = now.astimezone(NEW_YORK).date()
+    for back in range(0, 15):
+        bounds = session_bounds(day - timedelta(days=back))
+        if bounds is not None and bounds[0] <= now:
+            return bounds[0]
+    raise ValueError(f"no NYSE session in the 15 days before {now.isoformat()}")

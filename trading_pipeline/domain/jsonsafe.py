@@ -52,8 +52,11 @@ def _convert(obj: Any, seen: frozenset[int]) -> JsonValue:
     if isinstance(obj, float) and not isinstance(obj, enum.Enum):
         return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, Decimal):
-        # Money stays exact: a string, not a float.
-        return str(obj) if obj.is_finite() else None
+        # Money stays exact: a string, not a float — in plain digits ("0.00000000", not "0E-8", which is what a
+        # NUMERIC(20, 8) zero reads back as), unless the exponent would make the digits absurdly long.
+        if not obj.is_finite():
+            return None
+        return format(obj, "f") if abs(obj.as_tuple().exponent) <= 40 else str(obj)  # type: ignore[arg-type]
     if isinstance(obj, uuid.UUID):
         return str(obj)
     if isinstance(obj, enum.Enum):

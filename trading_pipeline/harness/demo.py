@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import dagster as dg
 
+from trading_pipeline.automation.schedules import SCHEDULE_NAME_TAG, stop_loss_schedule, trading_day_schedule
 from trading_pipeline.automation.sensors import stop_trigger_sensor
 from trading_pipeline.broker.alpaca import AlpacaBroker
 from trading_pipeline.checks.closes import beyond_stop
@@ -30,7 +31,13 @@ from trading_pipeline.definitions import build_definitions, sim_or_live_resource
 from trading_pipeline.domain.names import STOP_LOSS_JOB, TRADING_DAY_JOB
 from trading_pipeline.domain.types import ExitReason, OrderSide, TradeStatus
 from trading_pipeline.harness.demo_report import DemoReport, clock_text, reasons_text
-from trading_pipeline.harness.demo_setup import DEFAULT_SESSION, fresh_trading_db, prepare_dagster_home, session_span
+from trading_pipeline.harness.demo_setup import (
+    DEFAULT_SESSION,
+    fresh_trading_db,
+    prepare_dagster_home,
+    session_span,
+    write_ui_env,
+)
 from trading_pipeline.harness.run_results import asset_metadata, failed_checks, run_error, stop_loss_run_metadata
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.strategy import StrategyConfig
@@ -45,7 +52,15 @@ SENSOR_TICK = timedelta(seconds=30)  # the stop-trigger sensor's interval
 EVENT_LEAD = timedelta(seconds=20)  # scripted events land 20 s before a sensor tick
 DEFAULT_MINUTES = 60
 QUALIFIED_CLASS = re.compile(r"(?<![\w.])(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ")  # "pkg.mod.Error: " before a message
+SIM_TIME_TAG = "trading_pipeline/sim_time"  # the simulated session instant the run stood at
+SENSOR_NAME_TAG = "dagster/sensor_name"
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def launched_by(kind: str, name: str) -> dict[str, str]:
+    """The tags Dagster itself sets on runs its daemon launches, so the UI shows the schedule or sensor as the
+    launcher instead of "Manually launched" (the demo evaluates them itself, in simulated time)."""
+    return {SCHEDULE_NAME_TAG if kind == "schedule" else SENSOR_NAME_TAG: name}
 
 
 @dataclass
@@ -61,6 +76,7 @@ class DemoOptions:
     protective_orders: bool = True  # bracket entries: the broker holds each stop (second line of defence)
     strategy: str = "momentum"  # a built-in or entry-point name, or package.module:attribute
     strategy_params: str = ""  # JSON object, validated by the strategy's own Params
+    env_file: Path | None = None  # where to write the .env that points `dagster dev` at the demo's DB and home
 
 
 @dataclass
@@ -104,6 +120,7 @@ class Demo:
         instance = dg.DagsterInstance.from_config(str(home))
         self.say(f"demo: NYSE session {day} ({span}), sim broker seed {options.seed}, {options.n_symbols} symbols")
         self.say(f"demo: trading DB {db_path} (fresh), Dagster instance {home}")
+        write_ui_env(options.env_file, home=home, database_url=db_url)
         with SimBroker(seed=options.seed, n_symbols=options.n_symbols, start=opened, realtime=False) as sim:
             self._sim = sim
             self._resources = self.resources(db_url, sim.url)
@@ -130,8 +147,9 @@ class Demo:
     def trading_day(self, defs: dg.Definitions, instance: dg.DagsterInstance, day: date) -> None:
         job = defs.resolve_job_def(TRADING_DAY_JOB)
         config = {**QUIET_LOGS, "ops": {"universe": {"config": {"sample_size": self.options.sample_size}}}}
+        tags = {**launched_by("schedule", trading_day_schedule.name), SIM_TIME_TAG: self._sim.market.now.isoformat()}
         result = job.execute_in_process(
-            instance=instance, partition_key=day.isoformat(), run_config=config, raise_on_error=False
+            instance=instance, partition_key=day.isoformat(), run_config=config, raise_on_error=False, tags=tags
         )
         entries = asset_metadata(result, "entries")
         universe = asset_metadata(result, "universe")
@@ -172,7 +190,23 @@ class Demo:
                     sim.market.advance(SENSOR_TICK)
                 if tick < ticks:  # on the 2-minute boundary the scheduled run goes instead
                     self.stop_trigger_tick(job, instance, number, total)
-            self.execute(job, instance, number, total, tags={"trading_pipeline/trigger": "schedule"})
+            self.scheduled_tick(job, instance, number, total)
+
+    def scheduled_tick(self, job: dg.JobDefinition, instance: dg.DagsterInstance, number: int, total: int) -> None:
+        """The real stop_loss_schedule evaluated at the simulated instant (it asks the sim broker's clock);
+        its run carries the schedule as launcher, so the UI shows it as Dagster's would."""
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=self._sim.market.now,
+            resources={"broker": self._resources["broker"]},
+        ) as context:
+            request = stop_loss_schedule(context)
+        if isinstance(request, dg.RunRequest):
+            self.execute(
+                job, instance, number, total, tags={**request.tags, **launched_by("schedule", stop_loss_schedule.name)}
+            )
+        else:
+            self.say(f"{clock_text(self._sim.market.now)}  stop-loss schedule skipped: {request.skip_message}")
 
     def stop_trigger_tick(self, job: dg.JobDefinition, instance: dg.DagsterInstance, number: int, total: int) -> None:
         resources = {"database": self._resources["database"], "broker": self._resources["broker"]}
@@ -184,7 +218,8 @@ class Demo:
             logging.disable(logging.NOTSET)
         self.sensor_evaluations += 1
         if isinstance(request, dg.RunRequest):
-            self.execute(job, instance, number, total, tags=dict(request.tags), trigger=True)
+            tags = {**request.tags, **launched_by("sensor", stop_trigger_sensor.name)}
+            self.execute(job, instance, number, total, tags=tags, trigger=True)
 
     def execute(
         self,
@@ -197,6 +232,7 @@ class Demo:
         trigger: bool = False,
     ) -> None:
         started = time.perf_counter()
+        tags = {**tags, SIM_TIME_TAG: self._sim.market.now.isoformat()}
         result = job.execute_in_process(instance=instance, run_config=QUIET_LOGS, tags=tags, raise_on_error=False)
         outcome = RunOutcome(
             number,

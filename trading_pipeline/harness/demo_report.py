@@ -75,7 +75,7 @@ def render_report(report: DemoReport) -> str:
         f"reaction to the gap      {report.reaction or 'n/a'}",
         f"wall time                {report.wall_seconds:.1f} s",
         "",
-        f"See the runs in the UI:  DAGSTER_HOME={report.dagster_home} dagster dev -w workspace.yaml -h 127.0.0.1",
+        "See the runs in the UI:  .venv/bin/trading-pipeline ui   (the .env written here points it at this run)",
         f"Trading DB:              {report.database_path}",
         f"Health, outcomes, P&L:   DAGSTER_HOME={report.dagster_home} DATABASE_URL=sqlite:///{report.database_path} "
         f"trading-pipeline status --date {report.session_date}",

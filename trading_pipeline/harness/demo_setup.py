@@ -39,3 +39,25 @@ def fresh_trading_db(data_dir: Path) -> Path:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     return path
+
+
+UI_ENV_MARKER = "# written by `trading-pipeline demo`"
+
+
+def write_ui_env(path: Path | None, *, home: Path, database_url: str) -> None:
+    """The `.env` that `dagster dev`, `dg dev` and `trading-pipeline ui` load from the folder they start in:
+    the demo's Dagster instance and trading DB, and the sim broker (`trading-pipeline ui` serves it) — so the UI
+    opened after the demo shows the demo's runs and its sensors judge the DB the demo migrated (without it
+    the UI's code location opened an unmigrated ./data/trading.db and every sensor failed). A .env the user
+    wrote (no marker line) is left alone."""
+    if path is None:
+        return
+    if path.exists() and UI_ENV_MARKER not in path.read_text(encoding="utf-8"):
+        return
+    lines = [
+        f"{UI_ENV_MARKER}; delete it to use the defaults again",
+        f"DAGSTER_HOME={home}",
+        f"DATABASE_URL={database_url}",
+        "TRADING_PIPELINE_BROKER=sim",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

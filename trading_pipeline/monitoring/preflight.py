@@ -25,6 +25,7 @@ from trading_pipeline.monitoring.health import (
     automation_states,
     daemon_health,
 )
+from trading_pipeline.monitoring.market_clock import read_market_clock
 from trading_pipeline.resources.strategy_loading import load_strategy
 from trading_pipeline.settings import Settings
 from trading_pipeline.store import alerts_repository as alerts_repo
@@ -60,6 +61,7 @@ def run_preflight(
     heartbeat_tolerance: timedelta = DEFAULT_HEARTBEAT_TOLERANCE,
     environ: Mapping[str, str] | None = None,
     instance_problem: str | None = None,
+    db_problem: str | None = None,
 ) -> PreflightReport:
     env = os.environ if environ is None else environ
     items: list[HealthItem] = []
@@ -81,11 +83,12 @@ def run_preflight(
             "environment", not missing, f"missing {', '.join(missing)}" if missing else "every required variable is set"
         )
     )
-    items.append(_database_item(db))
+    items.append(_database_item(db, db_problem))
     items.append(strategy_item(settings))
     items += _broker_items(broker_factory, min_buying_power)
     items.append(_kill_switch_item(db, expect_halted))
     items.append(_session_item(now))
+    items.append(_clock_item(broker_factory, now))
     return PreflightReport(items)
 
 
@@ -99,13 +102,13 @@ def strategy_item(settings: Settings) -> HealthItem:
     return HealthItem("strategy", True, f"{loaded.strategy.name} ({selection.source}: {selection.target}) loads")
 
 
-def _database_item(db: Database | None) -> HealthItem:
+def _database_item(db: Database | None, problem: str | None) -> HealthItem:
     if db is None:
-        return HealthItem("trading DB", False, "not configured or unreachable")
+        return HealthItem("trading DB", False, problem or "not configured or unreachable", "trading_db")
     try:
         ensure_schema_current(db)
     except DatabaseError as exc:
-        return HealthItem("trading DB", False, str(exc))
+        return HealthItem("trading DB", False, str(exc), "trading_db")
     return HealthItem("trading DB", True, "reachable, schema at the latest migration")
 
 
@@ -154,6 +157,15 @@ def _session_item(now: datetime) -> HealthItem:
     return HealthItem(
         "session today", True, f"{opened.astimezone(NEW_YORK):%H:%M}–{closed.astimezone(NEW_YORK):%H:%M} ET{early}"
     )
+
+
+def _clock_item(broker_factory: Callable[[], Broker], now: datetime) -> HealthItem:
+    """The broker's clock against the calendar (one clock: a disagreement is a NO-GO, not a coin toss)."""
+    try:
+        broker = broker_factory()
+    except (BrokerError, ConfigurationError) as exc:
+        return HealthItem("market clock", False, f"cannot ask the broker: {exc}", "market_clock")
+    return read_market_clock(broker, now).health_item()
 
 
 def render(report: PreflightReport) -> str:

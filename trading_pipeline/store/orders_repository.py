@@ -79,3 +79,10 @@ def count_orders_by_side(db: Database, *, since: datetime | None = None) -> dict
         counts = {side: 0 for side in OrderSide}
         counts.update({side: n for side, n in session.execute(query).all()})
         return counts
+
+
+def first_order_at(db: Database, side: OrderSide, *, since: datetime) -> datetime | None:
+    """When the first order of `side` since `since` was submitted (the market's clock when known)."""
+    stamp = sa.func.coalesce(Order.submitted_at, Order.created_at)
+    with db.transaction() as session:
+        return session.scalar(sa.select(sa.func.min(stamp)).where(Order.side == side, stamp >= since))

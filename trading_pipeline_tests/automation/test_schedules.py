@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import itertools
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -11,13 +12,15 @@ from dagster import DagsterRunStatus
 from dagster._utils.schedules import cron_string_iterator
 
 from trading_pipeline.automation.schedules import (
-    STOP_LOSS_CRONS,
+    STOP_LOSS_CRON,
     preflight_schedule,
     stop_loss_schedule,
     trading_day_schedule,
 )
 from trading_pipeline.definitions import defs
+from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline_tests.automation_fixtures import craft_run, project_instance
+from trading_pipeline_tests.sim_fixtures import running_sim
 
 NY = ZoneInfo("America/New_York")
 
@@ -32,10 +35,20 @@ def instance(tmp_path):
         yield inst
 
 
-def evaluate(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance, when: datetime):
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
-    result = schedule(context)
-    return result
+def evaluate(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance, when: datetime, broker_url: str = ""):
+    """The schedule at `when`; the stop-loss schedule asks a sim broker whose clock stands at `when`."""
+    if schedule.name != "stop_loss_schedule":
+        return schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
+    if broker_url:
+        return _with_broker(schedule, instance, when, broker_url)
+    with running_sim(start=when, realtime=False, n_symbols=40) as sim:
+        return _with_broker(schedule, instance, when, sim.url)
+
+
+def _with_broker(schedule, instance, when: datetime, url: str):
+    broker = BrokerResource(kind="sim", trading_url=url, data_url=url, request_timeout_seconds=1.0)
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources={"broker": broker}) as c:
+        return schedule(c)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +57,8 @@ def evaluate(schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance, when
         (at(11, 24, 10, 0), None),  # a Tuesday mid-morning
         (at(11, 24, 9, 29), "09:29 ET is before the NYSE open at 09:30 ET"),
         (at(11, 24, 9, 30), None),
-        (at(11, 24, 16, 0), None),
+        (at(11, 24, 15, 58), None),  # the last sweep of the day
+        (at(11, 24, 16, 0), "at 16:00:00 ET, the edge of the NYSE session 09:30 ET–16:00 ET; next open Wed"),
         (at(11, 28, 10, 0), "Saturday 2026-11-28: no NYSE session on weekends"),
         (at(4, 3, 10, 0), "NYSE holiday (Good Friday)"),
         (at(11, 26, 10, 0), "NYSE holiday (Thanksgiving)"),
@@ -60,8 +74,10 @@ def test_stop_loss_schedule_at_chosen_instants(instance, when: datetime, expecte
     if expected is None:
         assert isinstance(result, dg.RunRequest), result
         assert result.run_key == f"stop_loss:{when.isoformat()}"
+        assert result.tags["trading_pipeline/market_time"] == when.astimezone(UTC).isoformat()
     else:
         assert isinstance(result, dg.SkipReason), result
+        assert result.skip_message.startswith("market closed (broker clock): ")
         assert expected in result.skip_message
 
 
@@ -76,19 +92,26 @@ def test_stop_loss_schedule_skips_while_a_run_is_in_flight(instance) -> None:
     assert isinstance(result, dg.SkipReason) and queued in result.skip_message
 
 
-def test_crons_cover_the_session_every_two_minutes() -> None:
-    start = at(11, 24, 0, 0).timestamp()
-    ticks: set[datetime] = set()
-    for cron in STOP_LOSS_CRONS:
-        for tick in cron_string_iterator(start, cron, "America/New_York"):
-            if tick.date() > at(11, 24, 0, 0).date():
-                break
-            ticks.add(tick.astimezone(NY))
-    minutes = sorted(t.hour * 60 + t.minute for t in ticks)
-    assert minutes[0] == 9 * 60 + 30 and minutes[-1] == 16 * 60
-    assert minutes == list(range(9 * 60 + 30, 16 * 60 + 1, 2))
+def test_stop_loss_schedule_ticks_every_two_minutes_around_the_clock() -> None:
+    start = at(11, 28, 0, 0).timestamp()  # a Saturday: it ticks (and skips) then too
+    ticks = []
+    for tick in cron_string_iterator(start, STOP_LOSS_CRON, "America/New_York"):
+        if tick.astimezone(NY).date() > at(11, 28, 0, 0).date():
+            break
+        ticks.append(tick.astimezone(NY))
+    assert len(ticks) == 24 * 30 and ticks[0].hour == 0 and ticks[-1].hour == 23
+    assert {(b - a).total_seconds() for a, b in itertools.pairwise(ticks)} == {120.0}
     assert stop_loss_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert stop_loss_schedule.execution_timezone == "America/New_York"
+
+
+def test_stop_loss_schedule_follows_the_calendar_when_the_broker_clock_is_unreachable(instance) -> None:
+    result = evaluate(stop_loss_schedule, instance, at(11, 24, 10, 0), broker_url="http://127.0.0.1:1")
+    assert isinstance(result, dg.RunRequest)  # protection does not wait for the broker's clock endpoint
+    result = evaluate(stop_loss_schedule, instance, at(11, 28, 10, 0), broker_url="http://127.0.0.1:1")
+    assert isinstance(result, dg.SkipReason)
+    assert "market closed (exchange calendar; broker clock unreachable" in result.skip_message
+    assert "no NYSE session on weekends" in result.skip_message
 
 
 def test_trading_day_schedule_requests_the_day_partition(instance) -> None:

@@ -178,7 +178,11 @@ def test_a_new_failed_warn_check_is_alerted_once_then_recovers(instance, alerts,
     result, cursor = check_sensor(instance, alerts, None)
     assert "alerted 1 failed checks" in result.skip_message
     alert = firing(db)["check:toy:quote_fresh"]
-    assert "WARN" in alert.title and alert.message == "Quotes are fresh enough to trade on."
+    assert "WARN" in alert.title
+    # What was found (its numbers), what the check protects, what to do — not the pass condition alone.
+    assert alert.message.startswith("toy:quote_fresh: the check failed (oldest_quote_age_seconds 912.0)")
+    assert "It protects: Quotes are fresh enough to trade on." in alert.message
+    assert "What to do: open Assets → toy → Checks" in alert.message
     assert alert.severity == "warning"
     # Same evaluation, next tick: nothing new.
     result, cursor = check_sensor(instance, alerts, cursor)
@@ -306,4 +310,5 @@ def test_every_product_check_failure_reaches_the_alert_sensor(instance, alerts, 
     alerted = firing(db)
     for key in keys:
         alert = alerted[f"check:{key.to_user_string()}"]
-        assert alert.message == repository.asset_graph.get_check_spec(key).description
+        assert alert.message.startswith(f"{key.to_user_string()}: the check failed (why crafted)")
+        assert repository.asset_graph.get_check_spec(key).description in alert.message

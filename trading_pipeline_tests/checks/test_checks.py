@@ -178,13 +178,36 @@ def test_stops_honoured_replays_the_day() -> None:
     assert replay(by_broker, ["94"] * 6).passed
 
 
-def test_buy_sell_ratio() -> None:
-    hour = timedelta(hours=1, minutes=5)
-    assert closes_checks.buy_sell_ratio(20, 0, open_positions=20, session_elapsed=timedelta(minutes=30)).passed
-    assert not closes_checks.buy_sell_ratio(20, 0, open_positions=20, session_elapsed=hour).passed  # 100:0
-    assert closes_checks.buy_sell_ratio(20, 0, open_positions=0, session_elapsed=hour).passed
-    assert closes_checks.buy_sell_ratio(20, 4, open_positions=16, session_elapsed=hour).passed  # 5:1
-    assert not closes_checks.buy_sell_ratio(30, 4, open_positions=26, session_elapsed=hour).passed  # 7.5:1
+def test_buy_sell_ratio_judges_whether_anything_can_sell_not_a_ratio() -> None:
+    from datetime import UTC, datetime
+
+    opened = datetime(2026, 12, 2, 14, 30, tzinfo=UTC)  # 09:30 ET
+    minutes = lambda m: opened + timedelta(minutes=m)  # noqa: E731
+
+    def judge(buys, sells, *, now, last, open_positions=20, in_session=True, first=opened):
+        return closes_checks.buy_sell_ratio(
+            buys,
+            sells,
+            open_positions=open_positions,
+            now=now,
+            in_session=in_session,
+            first_buy_at=first,
+            last_protected_at=last,
+        )
+
+    # The 2026-12-02 demo: 20 buys, 3 sells after an hour, stop-loss runs succeeding: healthy (the old 5:1 failed it).
+    assert judge(20, 3, now=minutes(60), last=minutes(59)).passed
+    assert judge(20, 0, now=minutes(60), last=minutes(58)).passed  # a calm day: nothing crossed, nothing owed
+    # The seed: buys go on, every stop-loss run fails — caught once 6 minutes pass without a success.
+    assert judge(100, 0, now=minutes(5), last=None).passed  # the first run is not yet overdue
+    seed = judge(100, 0, now=minutes(10), last=None)
+    assert not seed.passed and "no successful stop-loss run for 10 min" in seed.description
+    # Runs succeeded, then stopped, while positions stay open.
+    assert not judge(20, 2, now=minutes(40), last=minutes(30)).passed
+    # Yesterday's success does not cover today's buys.
+    assert not judge(20, 0, now=minutes(8), last=opened - timedelta(hours=18)).passed
+    assert judge(20, 0, now=minutes(90), last=None, in_session=False).passed
+    assert judge(20, 0, now=minutes(90), last=None, open_positions=0).passed
 
 
 def test_stop_loss_run_health() -> None:

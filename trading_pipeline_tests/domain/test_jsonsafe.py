@@ -68,6 +68,8 @@ def test_sdk_like_order_with_uuids_is_json_safe() -> None:
 def test_scalars() -> None:
     tz = dt.timezone(dt.timedelta(hours=-5))
     assert to_jsonable(Decimal("12.345000")) == "12.345000"
+    assert to_jsonable(Decimal("0E-8")) == "0.00000000"  # a NUMERIC(20, 8) zero, shown as digits
+    assert to_jsonable(Decimal("1E+3")) == "1000"
     assert to_jsonable(Decimal("NaN")) is None
     assert to_jsonable(float("inf")) is None
     assert to_jsonable(float("-inf")) is None

@@ -117,14 +117,14 @@ def test_watchdog_cli_with_a_stale_heartbeat_is_unhealthy(tmp_path, monkeypatch,
     assert "BAD  daemon SCHEDULER" in out and "limit 90s" in out
     with Database(db_url) as db:
         keys = {a.key for a in firing_alerts(db)}
-    assert "external_watchdog:daemon SCHEDULER" in keys
+    assert keys == {"dagster_daemon"}  # one incident, one alert, however many daemon threads stopped
     # Heartbeats fresh again: the daemon lines recover (the alert resolves).
     with project_instance(home) as instance:
         beat(instance, at=datetime.now(UTC))
     code, out = run_cli(monkeypatch, capsys, env, "watchdog")
     assert "OK   daemon SCHEDULER" in out
     with Database(db_url) as db:
-        assert "external_watchdog:daemon SCHEDULER" not in {a.key for a in firing_alerts(db)}
+        assert "dagster_daemon" not in {a.key for a in firing_alerts(db)}
 
 
 def test_watchdog_and_preflight_without_an_instance_are_not_silent(tmp_path, monkeypatch, capsys) -> None:
@@ -146,3 +146,48 @@ def test_halt_and_resume_are_recorded_with_who_and_why(tmp_path, monkeypatch, ca
     code, out = run_cli(monkeypatch, capsys, env, "resume", "--reason", "fixed", "--actor", "ana")
     assert code == 0 and "resumed" in out
     assert run_cli(monkeypatch, capsys, env, "halt", "--reason", "  ")[0] == 2
+
+
+def test_watchdog_names_a_location_that_does_not_load(tmp_path, monkeypatch, capsys) -> None:
+    """What no sensor can report: the code location failing to load, so nothing of ours runs at all."""
+    home = tmp_path / "home"
+    with project_instance(home) as instance:
+        beat(instance, at=datetime.now(UTC))
+    db_url = f"sqlite:///{tmp_path / 'trading.db'}"
+    with Database(db_url) as db:
+        upgrade(db)
+    code_file = tmp_path / "location.py"
+    code_file.write_text("raise ImportError(\"No module named 'momentum_plus'\")\n")
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(
+        f"load_from:\n  - python_file:\n      relative_path: {code_file}\n      location_name: broken\n"
+    )
+    env = {"DAGSTER_HOME": str(home), "DATABASE_URL": db_url}
+    code, out = run_cli(monkeypatch, capsys, env, "watchdog", "--workspace", str(workspace))
+    assert code == 1
+    assert "BAD  code location broken" in out and "No module named 'momentum_plus'" in out
+    with Database(db_url) as db:
+        alert = {a.key: a for a in firing_alerts(db)}["code_location"]
+    assert "fails to load, so no schedule or sensor runs" in alert.message
+    assert f"dagster definitions validate -w {workspace}" in alert.message
+    # Fixed: the location loads, the alert recovers.
+    code_file.write_text("import dagster as dg\n\ndefs = dg.Definitions()\n")
+    code, out = run_cli(monkeypatch, capsys, env, "watchdog", "--workspace", str(workspace))
+    assert "OK   code location broken" in out
+    with Database(db_url) as db:
+        assert "code_location" not in {a.key for a in firing_alerts(db)}
+
+
+def test_watchdog_alert_for_an_unmigrated_db_says_why_and_what_to_do(tmp_path, monkeypatch, capsys, caplog) -> None:
+    home = tmp_path / "home"
+    with project_instance(home) as instance:
+        beat(instance, at=datetime.now(UTC))
+    empty_db = f"sqlite:///{tmp_path / 'empty.db'}"
+    Database(empty_db).dispose()
+    env = {"DAGSTER_HOME": str(home), "DATABASE_URL": empty_db}
+    with caplog.at_level("ERROR", logger="trading_pipeline.alerts"):
+        code, out = run_cli(monkeypatch, capsys, env, "watchdog")
+    assert code == 1 and "BAD  trading DB" in out
+    alert_lines = [r.getMessage() for r in caplog.records if "trading DB" in r.getMessage()]
+    assert alert_lines and "trading-pipeline db upgrade" in alert_lines[0]
+    assert "see stderr" not in out and all("see stderr" not in line for line in alert_lines)

@@ -264,11 +264,54 @@ def test_bracket_legs_are_held_until_the_entry_fills_then_one_cancels_the_other(
     assert entry.status == "accepted"
     assert (take_profit.type, take_profit.side, take_profit.status) == ("limit", "sell", "held")
     assert (stop_loss.type, stop_loss.side, stop_loss.status) == ("stop", "sell", "held")
+    assert market.book.held_for_orders(symbol) == 0  # legs waiting for their entry hold nothing
     market.set_time(datetime(2026, 11, 25, 14, 31, tzinfo=UTC))
-    assert entry.status == "filled" and take_profit.status == "new" and stop_loss.status == "new"
+    # As Alpaca reports a filled bracket: the take-profit is routed (new), the stop stays held on Alpaca's side.
+    assert entry.status == "filled" and take_profit.status == "new" and stop_loss.status == "held"
+    assert (take_profit.parent_id, stop_loss.parent_id) == (entry.id, entry.id)
+    assert market.book.held_for_orders(symbol) == 10  # the pair holds the position once
     market.set_price(symbol, quote.ask * 2, quote.ask * 2 + Decimal("0.02"))
     assert take_profit.status == "filled" and stop_loss.status == "canceled"
     assert symbol not in market.book.positions
+
+
+def test_a_held_bracket_stop_still_triggers_on_a_cross_and_cancels_the_take_profit() -> None:
+    market = make_market()
+    symbol = tradable_symbols(market, 1)[0]
+    quote = market.quote(symbol)
+    assert quote is not None
+    entry = buy(
+        market,
+        symbol,
+        10,
+        time_in_force="gtc",
+        order_class="bracket",
+        take_profit={"limit_price": str((quote.ask * Decimal("1.5")).quantize(Decimal("0.01")))},
+        stop_loss={"stop_price": str((quote.bid * Decimal("0.9")).quantize(Decimal("0.01")))},
+    )
+    take_profit, stop_loss = market.book.legs(entry)
+    assert entry.status == "filled" and stop_loss.status == "held"
+    market.gap(symbol, -20)
+    assert stop_loss.status == "filled" and take_profit.status == "canceled"
+    assert symbol not in market.book.positions
+
+
+def test_canceling_a_leg_cancels_the_whole_group_while_the_entry_is_open() -> None:
+    market = make_market(start=datetime(2026, 11, 24, 22, 0, tzinfo=UTC))  # closed: the entry waits
+    symbol = tradable_symbols(market, 1)[0]
+    quote = market.quote(symbol)
+    assert quote is not None
+    entry = buy(
+        market,
+        symbol,
+        3,
+        order_class="bracket",
+        take_profit={"limit_price": str((quote.ask * Decimal("1.5")).quantize(Decimal("0.01")))},
+        stop_loss={"stop_price": str((quote.bid * Decimal("0.5")).quantize(Decimal("0.01")))},
+    )
+    take_profit, stop_loss = market.book.legs(entry)
+    market.cancel_order(stop_loss.id)
+    assert [o.status for o in (entry, take_profit, stop_loss)] == ["canceled"] * 3
 
 
 def test_oco_on_an_existing_position_and_quantity_held_by_its_legs() -> None:
@@ -290,7 +333,7 @@ def test_oco_on_an_existing_position_and_quantity_held_by_its_legs() -> None:
         }
     )
     (stop_leg,) = market.book.legs(oco)
-    assert oco.status == "new" and stop_leg.status == "new"
+    assert oco.status == "new" and stop_leg.status == "held" and stop_leg.parent_id == oco.id
     assert market.book.held_for_orders(symbol) == 10  # the pair holds the quantity once
     with pytest.raises(SimApiError) as refused:
         market.close_position(symbol)
