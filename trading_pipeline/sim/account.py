@@ -14,6 +14,7 @@ from trading_pipeline.sim.universe import SimAsset
 
 TERMINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
 WORKING_STATUSES = frozenset({"new", "accepted", "partially_filled"})
+STOP_TYPES = frozenset({"stop", "stop_limit"})
 
 
 @dataclass
@@ -46,6 +47,8 @@ class SimOrder:
     position_intent: str | None = None
     extended_hours: bool = False
     triggered: bool = False
+    # While `pending_cancel`: how many more reads still show it pending (see OrderBook.cancel_delay_lookups).
+    cancel_reads_left: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -54,6 +57,14 @@ class SimOrder:
     @property
     def is_open(self) -> bool:
         return not self.is_terminal
+
+    @property
+    def is_held_stop_leg(self) -> bool:
+        """A bracket's or an OCO's stop-loss leg: Alpaca keeps it on its own side, reported `held`, until the
+        stop is crossed; the take-profit leg is routed (`new`). Alpaca's forum, "Bracket Order Exit Trades
+        Not Executing" (forum.alpaca.markets/t/3697): "once the parent order completely fills ... the take
+        profit limit order leg is set to new and the stop loss leg remains held"."""
+        return self.parent_id is not None and self.order_class in ("bracket", "oco") and self.type in STOP_TYPES
 
 
 @dataclass

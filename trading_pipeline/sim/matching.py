@@ -51,9 +51,17 @@ def _fill(book: MatchingBook, order: SimOrder, price: Decimal) -> None:
     now = book.market.now
     book.cash -= settle(book.positions, order, price, asset, now)
     book.working.pop(order.id, None)
-    for leg in book.legs(order):
-        if leg.status == "held":
-            leg.status = "new"
-            leg.updated_at = now
-            book.working[leg.id] = leg
+    _activate_legs(book, order)
     book.cancel_siblings(order)
+
+
+def _activate_legs(book: MatchingBook, order: SimOrder) -> None:
+    """The entry filled: its legs go live. Alpaca docs (trading/orders.md, bracket orders): "The second and
+    third orders won't be active until the first order is completely filled." A bracket's stop-loss leg works
+    but stays reported `held` (`SimOrder.is_held_stop_leg`); the take-profit (and an OTO's one leg) is `new`."""
+    for leg in book.legs(order):
+        if leg.is_terminal or leg.id in book.working:
+            continue
+        leg.status = "held" if leg.is_held_stop_leg else "new"
+        leg.updated_at = book.market.now
+        book.working[leg.id] = leg

@@ -47,17 +47,8 @@ def check_quantity_and_power(book: AccountBook, params: OrderParams, asset: SimA
     held_qty = position.qty if position is not None else Decimal(0)
     reduces = (held_qty > 0 and params.side == "sell") or (held_qty < 0 and params.side == "buy")
     if reduces and params.order_class != "bracket":
-        available = book.qty_available(params.symbol)
-        if params.qty > available:
-            raise SimApiError(
-                403,
-                f"insufficient qty available for order (requested: {params.qty}, available: {available})",
-                CODE_FORBIDDEN,
-                available=str(available),
-                existing_qty=str(abs(held_qty)),
-                held_for_orders=str(book.held_for_orders(params.symbol)),
-                symbol=params.symbol,
-            )
+        if params.qty > book.qty_available(params.symbol):
+            raise insufficient_qty(book, params.symbol, params.qty)
         return
     if params.side == "sell" and not asset.shortable:
         raise SimApiError(403, f"asset {params.symbol} cannot be sold short", CODE_FORBIDDEN)
@@ -69,6 +60,25 @@ def check_quantity_and_power(book: AccountBook, params: OrderParams, asset: SimA
         raise SimApiError(
             403, f"insufficient buying power (required: {cost:.2f}, available: {buying_power})", CODE_FORBIDDEN
         )
+
+
+def insufficient_qty(book: AccountBook, symbol: str, requested: Decimal) -> SimApiError:
+    """Alpaca's 403 for selling (or covering) more than the position has free of open orders, with the fields
+    alpaca-py's `FailedClosePositionDetails` reads (alpaca-py tests/broker/broker_client/test_trading_routes.py:
+    {"available": "0", "code": 40310000, "existing_qty": "1000", "held_for_orders": "1000",
+    "message": "insufficient qty available for order (requested: 1000, available: 0)", "symbol": "SQQQ"})."""
+    position = book.positions.get(symbol)
+    existing = abs(position.qty) if position is not None else Decimal(0)
+    available = book.qty_available(symbol)
+    return SimApiError(
+        403,
+        f"insufficient qty available for order (requested: {requested}, available: {available})",
+        CODE_FORBIDDEN,
+        available=str(available),
+        existing_qty=str(existing),
+        held_for_orders=str(book.held_for_orders(symbol)),
+        symbol=symbol,
+    )
 
 
 def check_exit_levels(book: AccountBook, params: OrderParams) -> None:

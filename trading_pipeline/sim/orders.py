@@ -25,8 +25,8 @@ from typing import Any
 
 from trading_pipeline.sim import matching
 from trading_pipeline.sim.account import WORKING_STATUSES, AccountValues, MarketView, SimOrder, SimPosition
-from trading_pipeline.sim.errors import CODE_FORBIDDEN, CODE_NOT_FOUND, CODE_UNPROCESSABLE, SimApiError, invalid
-from trading_pipeline.sim.order_checks import check_exit_levels, check_quantity_and_power
+from trading_pipeline.sim.errors import CODE_NOT_FOUND, CODE_UNPROCESSABLE, SimApiError, invalid
+from trading_pipeline.sim.order_checks import check_exit_levels, check_quantity_and_power, insufficient_qty
 from trading_pipeline.sim.order_requests import OrderParams
 from trading_pipeline.sim.universe import SimAsset
 
@@ -45,7 +45,11 @@ class OrderBook:
         self.positions: dict[str, SimPosition] = {}
         self.orders: dict[str, SimOrder] = {}
         self._by_client_id: dict[str, SimOrder] = {}
-        self.working: dict[str, SimOrder] = {}  # can fill now or at the open (not held, not terminal)
+        # Can fill now or at the open: not terminal, not a leg waiting for its entry. A bracket's stop leg is
+        # working while Alpaca reports it `held`, so the status alone does not say whether an order works.
+        self.working: dict[str, SimOrder] = {}
+        # A canceled order stays `pending_cancel` for this many reads of it, then is `canceled` (0: at once).
+        self.cancel_delay_lookups = 0
 
     def new_id(self) -> str:
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
@@ -67,8 +71,12 @@ class OrderBook:
     def legs(self, order: SimOrder) -> list[SimOrder]:
         return [self.orders[leg_id] for leg_id in order.leg_ids]
 
-    def position(self, symbol: str) -> SimPosition:
-        found = self.positions.get(symbol)
+    def position(self, symbol_or_asset_id: str) -> SimPosition:
+        """The open position, by symbol or by asset id (`GET /v2/positions/{symbol_or_asset_id}` in Alpaca's
+        OpenAPI spec); none is Alpaca's 404 {"code": 40410000, "message": "position does not exist"}."""
+        found = self.positions.get(symbol_or_asset_id)
+        if found is None:
+            found = next((p for p in self.positions.values() if p.asset_id == symbol_or_asset_id), None)
         if found is None:
             raise SimApiError(404, "position does not exist", CODE_NOT_FOUND)
         return found
@@ -81,13 +89,16 @@ class OrderBook:
         closing_side = "sell" if position.qty > 0 else "buy"
         by_group: dict[str, Decimal] = {}
         for order in self.orders.values():
-            if order.symbol != symbol or order.side != closing_side or order.is_terminal:
-                continue
-            if order.status == "held":  # a leg waiting for its entry does not commit today's shares
+            if order.symbol != symbol or order.side != closing_side or not self.commits_shares(order):
                 continue
             group = order.exit_group or order.id
             by_group[group] = max(by_group.get(group, Decimal(0)), order.qty - order.filled_qty)
         return sum(by_group.values(), Decimal(0))
+
+    def commits_shares(self, order: SimOrder) -> bool:
+        """Working orders hold shares (a bracket's `held` stop leg too), and so does one whose cancel is not
+        confirmed yet; a leg waiting for its entry does not."""
+        return order.id in self.working or order.status == "pending_cancel"
 
     def qty_available(self, symbol: str) -> Decimal:
         position = self.positions.get(symbol)
@@ -179,8 +190,10 @@ class OrderBook:
             limit = params.take_profit_limit_price or params.limit_price
             parent = self._new_order(params, asset, limit_price=limit, stop_price=None)
             parent.exit_group = parent.id
-            leg = self._new_leg(params, asset, parent, side=params.side, stop_leg=True, status=parent.status)
+            # Both exits work at once; the stop leg is reported `held` like a filled bracket's.
+            leg = self._new_leg(params, asset, parent, side=params.side, stop_leg=True, status="held")
             leg.exit_group = parent.id
+            self.working[leg.id] = leg
             return parent
         parent = self._new_order(params, asset)
         if params.order_class in ("bracket", "oto"):
@@ -210,21 +223,59 @@ class OrderBook:
             order_class=params.order_class,
         )
         leg = self._new_order(leg_params, asset, status=status, limit_price=limit, stop_price=stop, parent_id=parent.id)
+        leg.position_intent = "sell_to_close" if side == "sell" else "buy_to_close"  # an exit, whenever it fills
         parent.leg_ids.append(leg.id)
         return leg
 
     # ---- canceling and closing ----
 
     def cancel(self, order_id: str) -> SimOrder:
+        """`DELETE /v2/orders/{id}`. Alpaca's OpenAPI spec (deleteOrderByOrderID): "If the order is no longer
+        cancelable, the request will be rejected with status 422; otherwise accepted with return status 204";
+        the orders guide: an order "may be canceled ... up until the point it reaches a state of either
+        filled, canceled, or expired" — so a `pending_cancel` order takes a second DELETE (nothing changes).
+
+        Accepted is not done: the order is `pending_cancel` ("The order is waiting to be canceled") until the
+        venue confirms. With `cancel_delay_lookups` = N the sim shows that for N reads of the order, then
+        `canceled`; a pending order no longer fills but still holds its shares, so a client must wait for the
+        confirmation before it sells them."""
         order = self.order(order_id)
         if order.is_terminal:
             raise SimApiError(422, f'order is already in "{order.status}" state', CODE_UNPROCESSABLE)
-        self._cancel(order)
-        for leg in self.legs(order):
-            if not leg.is_terminal:
-                self._cancel(leg)
-        self.cancel_siblings(order)
+        for member in self._cancel_group(order):
+            if member.status != "pending_cancel":
+                self._request_cancel(member)
         return order
+
+    def _request_cancel(self, order: SimOrder) -> None:
+        if self.cancel_delay_lookups <= 0:
+            self._cancel(order)
+            return
+        order.status = "pending_cancel"
+        order.cancel_reads_left = self.cancel_delay_lookups
+        order.updated_at = self.market.now
+        self.working.pop(order.id, None)
+
+    def observe(self, order: SimOrder, *, with_legs: bool = True) -> SimOrder:
+        """A client reads `order` (and the legs shown with it): one read nearer to a pending cancel's end."""
+        for seen in (order, *self.legs(order)) if with_legs else (order,):
+            if seen.status == "pending_cancel":
+                if seen.cancel_reads_left > 0:
+                    seen.cancel_reads_left -= 1
+                else:
+                    self._cancel(seen)
+        return order
+
+    def _cancel_group(self, order: SimOrder) -> list[SimOrder]:
+        """What one cancel takes down. Alpaca docs (trading/orders.md, bracket orders): "If any one of the orders
+        is canceled, any remaining open order in the group is canceled" — the legs with their parent, a leg's
+        sibling, and a leg's parent while it is still open (a filled entry stays filled)."""
+        parent = self.orders.get(order.parent_id) if order.parent_id is not None else None
+        head = parent if parent is not None and parent.is_open else order
+        group = {o.id: o for o in (head, *self.legs(head), order)}
+        if order.exit_group is not None:
+            group.update((o.id, o) for o in self.orders.values() if o.exit_group == order.exit_group)
+        return [o for o in group.values() if o.is_open]
 
     def _cancel(self, order: SimOrder, status: str = "canceled") -> None:
         now = self.market.now
@@ -243,21 +294,12 @@ class OrderBook:
             if other.exit_group == order.exit_group and other.id != order.id and not other.is_terminal:
                 self._cancel(other)
 
-    def close_position(self, symbol: str) -> SimOrder:
-        position = self.position(symbol)
+    def close_position(self, symbol_or_asset_id: str) -> SimOrder:
+        position = self.position(symbol_or_asset_id)
+        symbol = position.symbol
         qty = abs(position.qty)
-        available = self.qty_available(symbol)
-        if available < qty:
-            held = self.held_for_orders(symbol)
-            raise SimApiError(
-                403,
-                f"insufficient qty available for order (requested: {qty}, available: {available})",
-                CODE_FORBIDDEN,
-                available=str(available),
-                existing_qty=str(qty),
-                held_for_orders=str(held),
-                symbol=symbol,
-            )
+        if self.qty_available(symbol) < qty:
+            raise insufficient_qty(self, symbol, qty)
         asset = self.market.asset(symbol)
         assert asset is not None
         if self.market.touch(symbol) is None:
@@ -285,7 +327,9 @@ class OrderBook:
         """Day orders end with the session; remember equity for last_equity."""
         now = self.market.now
         for order in list(self.orders.values()):
-            if order.is_open and order.expires_at is not None and order.expires_at <= now:
+            if order.status == "pending_cancel":  # the venue confirms what it was asked before the day ends
+                self._cancel(order)
+            elif order.is_open and order.expires_at is not None and order.expires_at <= now:
                 self._cancel(order, status="expired")
                 for leg in self.legs(order):
                     if not leg.is_terminal:

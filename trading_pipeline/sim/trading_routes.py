@@ -13,13 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from trading_pipeline.sim import wire
-from trading_pipeline.sim.account import SimOrder
-from trading_pipeline.sim.api import AlpacaJSON, Simulator, bounded_int, flag, parse_time
+from trading_pipeline.sim.api import AlpacaJSON, Simulator, flag
 from trading_pipeline.sim.endpoint import alpaca_route
 from trading_pipeline.sim.errors import CODE_NOT_FOUND, SimApiError, invalid
-
-ORDERS_DEFAULT_LIMIT = 50
-ORDERS_MAX_LIMIT = 500
+from trading_pipeline.sim.order_listing import parse_order_query, select_orders
 
 
 def get_account(sim: Simulator, request: Request) -> Response:
@@ -101,57 +98,20 @@ def post_order(sim: Simulator, request: Request, body: Any) -> Response:
         return AlpacaJSON(created)
 
 
-def _order_matches(order: SimOrder, status: str, symbols: set[str] | None, side: str | None) -> bool:
-    if status == "open" and order.is_terminal:
-        return False
-    if status == "closed" and not order.is_terminal:
-        return False
-    if symbols is not None and order.symbol not in symbols:
-        return False
-    return side is None or order.side == side
-
-
 def get_orders(sim: Simulator, request: Request) -> Response:
-    q = request.query_params
-    status = q.get("status") or "open"
-    if status not in ("open", "closed", "all"):
-        raise invalid(f"invalid status: {status!r}")
-    limit = bounded_int(q, "limit", ORDERS_DEFAULT_LIMIT, 1, ORDERS_MAX_LIMIT, data=False)
-    direction = q.get("direction") or "desc"
-    if direction not in ("asc", "desc"):
-        raise invalid(f"invalid direction: {direction!r}")
-    nested = flag(q, "nested")
-    symbols = {s.strip() for s in q["symbols"].split(",") if s.strip()} if q.get("symbols") else None
-    side = q.get("side") or None
-    after = parse_time(q["after"], name="after") if q.get("after") else None
-    until = parse_time(q["until"], name="until") if q.get("until") else None
+    query = parse_order_query(request.query_params)
     market = sim.market
     with market.lock:
-        book = market.book
-        selected: list[SimOrder] = []
-        for order in book.orders.values():
-            if after is not None and order.submitted_at is not None and order.submitted_at <= after:
-                continue
-            if until is not None and order.submitted_at is not None and order.submitted_at > until:
-                continue
-            if nested:
-                if order.parent_id is not None:
-                    continue  # shown under its parent
-                family = [order, *book.legs(order)]
-                if not any(_order_matches(o, status, symbols, side) for o in family):
-                    continue
-            elif not _order_matches(order, status, symbols, side):
-                continue
-            selected.append(order)
-        # Insertion order is submission order; a stable sort keeps parents before their legs.
-        selected.sort(key=lambda o: o.submitted_at or o.created_at, reverse=direction == "desc")
-        return AlpacaJSON([wire.order_json(market, o, nested=nested) for o in selected[:limit]])
+        orders = select_orders(list(market.book.orders.values()), query)
+        seen = [market.book.observe(o, with_legs=query.nested) for o in orders]
+        return AlpacaJSON([wire.order_json(market, o, nested=query.nested) for o in seen])
 
 
 def get_order(sim: Simulator, request: Request) -> Response:
     with sim.market.lock:
-        order = sim.market.book.order(request.path_params["order_id"])
-        return AlpacaJSON(wire.order_json(sim.market, order, nested=flag(request.query_params, "nested", True)))
+        nested = flag(request.query_params, "nested", True)
+        order = sim.market.book.observe(sim.market.book.order(request.path_params["order_id"]), with_legs=nested)
+        return AlpacaJSON(wire.order_json(sim.market, order, nested=nested))
 
 
 def get_order_by_client_id(sim: Simulator, request: Request) -> Response:
@@ -159,7 +119,7 @@ def get_order_by_client_id(sim: Simulator, request: Request) -> Response:
     if not client_order_id:
         raise invalid("client_order_id is required")
     with sim.market.lock:
-        order = sim.market.book.order_by_client_id(client_order_id)
+        order = sim.market.book.observe(sim.market.book.order_by_client_id(client_order_id))
         return AlpacaJSON(wire.order_json(sim.market, order))
 
 
