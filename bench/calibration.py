@@ -120,7 +120,7 @@ class Week:
         open_entries(
             self.db,
             self.broker,  # type: ignore[arg-type]
-            strategy=self.config.strategy(),
+            strategy=self.config.load().strategy,
             limits=self.config.limits(),
             trading_date=day,
             run_id=None,

@@ -326,7 +326,13 @@ class Topology:
         with Database(self.trading_url) as db:
             build_universe(db, broker, trading_date=day, sample_size=200)
             open_entries(
-                db, broker, strategy=config.strategy(), limits=config.limits(), trading_date=day, run_id=None, now=now
+                db,
+                broker,
+                strategy=config.load().strategy,
+                limits=config.limits(),
+                trading_date=day,
+                run_id=None,
+                now=now,
             )
         broker.close()
 

@@ -66,7 +66,9 @@ class SoakDay:
         self.closed_at_run: dict[str, int] = {}
         self.judged: dict[int, set[str]] = {}  # run → symbols a sweep judged with a usable quote
         self.drifted: set[str] = set()  # symbols whose broker quantity the script moved since the last run
-        self.bought: Counter[str] = Counter()  # shares bought per symbol, to judge oversells from the book
+        self.bought: Counter[str] = (
+            Counter()
+        )  # shares (Decimal: fractional where the asset is) bought per symbol, to judge oversells from the book
         self._symbols = self._candidate_symbols()
 
     # ---- between runs: open, script, observe ----
@@ -91,10 +93,12 @@ class SoakDay:
             order = self.sim.market.submit_order(
                 {"symbol": symbol, "qty": "5", "side": "buy", "type": "market", "time_in_force": "day"}
             )
-            if order.status != "filled" or order.filled_avg_price is None:
+            if order.status == "partially_filled":  # the script takes what filled and cancels the rest
+                order = self.sim.market.cancel_order(order.id)
+            if order.filled_qty <= 0 or order.filled_avg_price is None:
                 continue
             price = order.filled_avg_price
-            self.bought[symbol] += int(order.filled_qty)
+            self.bought[symbol] += order.filled_qty
             trades_repo.insert_trade(
                 self.db,
                 trades_repo.NewTrade(
@@ -289,7 +293,7 @@ class SoakDay:
         sold: Counter[str] = Counter()
         for order in book.orders.values():
             if order.side == "sell" and parse_client_order_id(order.client_order_id) is not None:
-                sold[order.symbol] += int(order.filled_qty)
+                sold[order.symbol] += order.filled_qty
         oversold = {symbol: (n, self.bought[symbol]) for symbol, n in sold.items() if n > self.bought[symbol]}
         if oversold:
             report.oversells += len(oversold)

@@ -9,14 +9,13 @@ disagree, that is itself a finding, alerted — never silently resolved in favou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from trading_pipeline.broker.base import Broker, BrokerError
-from trading_pipeline.domain.calendar import NEW_YORK, session_status
+from trading_pipeline.broker.base import Broker
+from trading_pipeline.domain.calendar import NEW_YORK
 from trading_pipeline.monitoring.health import HealthItem
+from trading_pipeline.steps.clock import CALENDAR, read_clock
 
-# Around an open or a close the two may differ by the broker's rounding of the instant: not a disagreement.
-BOUNDARY_SLACK = timedelta(seconds=90)
 CLOCK_ALERT_KEY = "market_clock"
 
 
@@ -52,35 +51,28 @@ class MarketView:
         )
 
 
-def _calendar_open(at: datetime) -> bool:
-    return session_status(at).in_session
-
-
 def read_market_clock(broker: Broker, at: datetime) -> MarketView:
-    """The broker's answer, cross-checked against the calendar at the broker's own instant; the calendar's
-    answer at `at` when the broker's clock cannot be read."""
-    try:
-        clock = broker.clock()
-    except BrokerError as exc:
-        status = session_status(at)
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        return MarketView(status.in_session, at, f"exchange calendar; broker clock unreachable: {first}", status.reason)
-    status = session_status(clock.timestamp)
-    nearby = {_calendar_open(clock.timestamp + offset) for offset in (-BOUNDARY_SLACK, BOUNDARY_SLACK)}
-    disagree = status.in_session != clock.is_open and clock.is_open not in nearby
-    disagreement = None
-    if disagree:
-        disagreement = (
-            f"the broker's clock says the market is {'OPEN' if clock.is_open else 'CLOSED'} at "
-            f"{clock.timestamp.astimezone(NEW_YORK):%Y-%m-%d %H:%M ET}, the exchange calendar says "
-            f"{'open' if status.in_session else 'closed'} ({status.reason})"
+    """The run's one clock reading (`steps.clock.read_clock`: the broker's answer cross-checked against the
+    calendar at the broker's own instant; the calendar's answer at `at` when the broker's clock cannot be read),
+    worded for schedules, sensors and pre-flight."""
+    reading = read_clock(broker, now=at)
+    if reading.source == CALENDAR:
+        problem = (reading.problem or "").removeprefix("broker clock unreachable: ").strip()
+        first = problem.splitlines()[0][:160] if problem else "no answer"
+        return MarketView(
+            reading.clock.is_open,
+            at,
+            f"exchange calendar; broker clock unreachable: {first}",
+            reading.calendar_reason,
+            next_open=reading.clock.next_open,
+            calendar_open=reading.calendar_in_session,
         )
     return MarketView(
-        clock.is_open,
-        clock.timestamp,
+        reading.clock.is_open,
+        reading.clock.timestamp,
         "broker clock",
-        status.reason,
-        disagreement,
-        next_open=clock.next_open,
-        calendar_open=status.in_session,
+        reading.calendar_reason,
+        reading.disagreement,
+        next_open=reading.clock.next_open,
+        calendar_open=reading.calendar_in_session,
     )

@@ -99,6 +99,19 @@ def admin_scenario(sim: Simulator, request: Request, body: Any) -> Response:
     return AlpacaJSON({"symbol": symbol, "quote": None if quote is None else wire.quote_json(quote)})
 
 
+def admin_partial_fills(sim: Simulator, request: Request, body: Any) -> Response:
+    """`POST /_sim/partial_fills {"rate": 0.1, "fraction": 0.5}`: how often a market order fills in part."""
+    params = _object_body(body)
+    try:
+        sim.market.configure_partial_fills(float(params["rate"]), params.get("fraction", "0.5"))
+    except KeyError:
+        raise SimApiError(422, 'send {"rate": 0..1, "fraction": 0..1 (exclusive)}', CODE_INVALID_REQUEST) from None
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise SimApiError(422, str(exc), CODE_INVALID_REQUEST) from None
+    fills = sim.market.book.partial_fills
+    return AlpacaJSON({"rate": fills.rate, "fraction": str(fills.fraction)})
+
+
 ADMIN_ROUTES = (
     alpaca_route("GET", "/_sim/faults", admin_get_faults),
     alpaca_route("POST", "/_sim/faults", admin_set_faults, takes_body=True),
@@ -107,4 +120,5 @@ ADMIN_ROUTES = (
     alpaca_route("GET", "/_sim/clock", admin_get_clock),
     alpaca_route("POST", "/_sim/clock", admin_move_clock, takes_body=True),
     alpaca_route("POST", "/_sim/scenario", admin_scenario, takes_body=True),
+    alpaca_route("POST", "/_sim/partial_fills", admin_partial_fills, takes_body=True),
 )

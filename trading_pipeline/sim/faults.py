@@ -128,6 +128,11 @@ class FaultInjector:
         with self._lock:
             self._script.append(_Scripted(kind, route, count))
 
+    def scripted_pending(self) -> bool:
+        """Whether faults scripted with `fail_next` are still waiting for their requests."""
+        with self._lock:
+            return bool(self._script)
+
     # ---- per request ----
 
     def decide(self, route: str) -> str | None:

@@ -334,6 +334,12 @@ class Market:
             self.book.evaluate()
             return order
 
+    def configure_partial_fills(self, rate: float, fraction: Decimal | float | str = Decimal("0.5")) -> None:
+        """From now on, each fill of a market order is partial with probability `rate`: `fraction` of what is left
+        fills, the rest at a later matching pass (any price change or clock move). `rate=0` turns them off."""
+        with self.lock:
+            self.book.partial_fills.configure(rate, fraction)
+
     def evaluate_orders(self) -> int:
         with self.lock:
             return self.book.evaluate()

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from trading_pipeline.sim.account import MarketView, SimOrder, SimPosition
-from trading_pipeline.sim.fills import fill_price, settle
+from trading_pipeline.sim.fills import PartialFills, fill_price, settle
 
 
 class MatchingBook(Protocol):
@@ -20,6 +20,7 @@ class MatchingBook(Protocol):
     positions: dict[str, SimPosition]
     cash: Decimal
     working: dict[str, SimOrder]
+    partial_fills: PartialFills
 
     def legs(self, order: SimOrder) -> list[SimOrder]: ...
 
@@ -31,28 +32,35 @@ def evaluate(book: MatchingBook) -> int:
     if not book.market.session_open or not book.working:
         return 0
     fills = 0
+    partly: set[str] = set()  # filled in part in this pass: the rest waits for a later pass
     progressed = True
     while progressed:  # a fill can activate legs that are marketable at once
         progressed = False
         for order in list(book.working.values()):
-            if order.id not in book.working:
-                continue  # canceled as the sibling of an order filled in this pass
+            if order.id not in book.working or order.id in partly:
+                continue  # canceled as the sibling of an order filled in this pass, or partly filled in it
             price = fill_price(order, book.market.touch(order.symbol))
             if price is not None:
-                _fill(book, order, price)
+                if not _fill(book, order, price):
+                    partly.add(order.id)
                 fills += 1
                 progressed = True
     return fills
 
 
-def _fill(book: MatchingBook, order: SimOrder, price: Decimal) -> None:
+def _fill(book: MatchingBook, order: SimOrder, price: Decimal) -> bool:
+    """Fill `order` (in part, if partial fills say so); True when it is now completely filled."""
     asset = book.market.asset(order.symbol)
     assert asset is not None
     now = book.market.now
-    book.cash -= settle(book.positions, order, price, asset, now)
+    part = book.partial_fills.quantity(order, asset)
+    book.cash -= settle(book.positions, order, price, asset, now, part)
+    if order.status != "filled":
+        return False  # partly filled: still working; its legs wait for the entry to fill completely
     book.working.pop(order.id, None)
     _activate_legs(book, order)
     book.cancel_siblings(order)
+    return True
 
 
 def _activate_legs(book: MatchingBook, order: SimOrder) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from trading_pipeline.sim import matching
 from trading_pipeline.sim.account import WORKING_STATUSES, AccountValues, MarketView, SimOrder, SimPosition
 from trading_pipeline.sim.errors import CODE_NOT_FOUND, CODE_UNPROCESSABLE, SimApiError, invalid
+from trading_pipeline.sim.fills import PartialFills
 from trading_pipeline.sim.order_checks import check_exit_levels, check_quantity_and_power, insufficient_qty
 from trading_pipeline.sim.order_requests import OrderParams
 from trading_pipeline.sim.universe import SimAsset
@@ -50,6 +51,7 @@ class OrderBook:
         self.working: dict[str, SimOrder] = {}
         # A canceled order stays `pending_cancel` for this many reads of it, then is `canceled` (0: at once).
         self.cancel_delay_lookups = 0
+        self.partial_fills = PartialFills(seed=seed)  # off until configured (Market.configure_partial_fills)
 
     def new_id(self) -> str:
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))

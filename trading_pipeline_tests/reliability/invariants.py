@@ -13,6 +13,7 @@ from decimal import Decimal
 from trading_pipeline.domain.ids import parse_client_order_id
 from trading_pipeline.domain.types import OrderAction, PositionSide, TradeStatus
 from trading_pipeline.sim.server import SimBroker
+from trading_pipeline.store import adjustments_repository as adjustments_repo
 from trading_pipeline.store import orders_repository as orders_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
@@ -36,7 +37,8 @@ def nothing_lost_or_doubled(
     - a `client_order_id` used by two broker orders, or a trade with two filled close orders (doubled);
     - a short position at the broker (a long closed twice);
     - a `closing` row left behind;
-    - a trade closed in the DB without the broker's fill for its close order, or at another price (lost);
+    - a trade closed in the DB without the broker's fill for its close order, or at another price (lost) —
+      unless the broker no longer held it and the DB says so with a `closed_outside` audit row;
     - a broker fill of a close order whose trade the DB does not record as closed (lost);
     - a trade in `must_be_closed` that is not closed;
     - DB open trades and broker positions that disagree.
@@ -59,7 +61,10 @@ def nothing_lost_or_doubled(
 
     closed = {str(t.id): t for t in trades_repo.trades_with_status(db, TradeStatus.CLOSED)}
     by_cid = {o.client_order_id: o for o in book.orders.values()}
+    outside = {a.trade_id for a in adjustments_repo.adjustments(db) if a.kind == adjustments_repo.CLOSED_OUTSIDE}
     for trade in closed.values():
+        if trade.id in outside and trade.close_client_order_id is None:
+            continue  # the broker's book said it was gone: repaired with its audit row, no order of ours
         order = by_cid.get(trade.close_client_order_id or "")
         if order is None or order.filled_qty != trade.qty:
             problems.append(

@@ -242,7 +242,7 @@ class StopLossModel(RuleBasedStateMachine):
         claims_repo.record_close = crash  # type: ignore[assignment]
         try:
             run_stop_loss_sweep(self.db, self.broker, run_id="crashed", now=self.sim.market.now, max_quote_age=None)
-        except Crash:
+        except (Crash, BrokerError):  # killed, or the quotes were down: nothing was claimed then
             pass
         finally:
             claims_repo.record_close = real  # type: ignore[assignment]
