@@ -9,9 +9,12 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
+from trading_pipeline.automation.registry import AUTOMATION
+from trading_pipeline.checks.registry import ALL_SPECS
 from trading_pipeline.domain.corporate_actions import rebased_price
 from trading_pipeline.domain.names import PREFLIGHT_JOB, STOP_LOSS_JOB, TRADING_DAY_JOB
 from trading_pipeline.domain.types import ExitReason, TradeStatus
+from trading_pipeline.monitoring.status import build_status, render_status
 from trading_pipeline.store import adjustments_repository as adjustments_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
@@ -47,6 +50,11 @@ def held(sim, symbol: str) -> Decimal:
 
 
 def test_forward_and_reverse_splits_rebase_and_sell_nothing(database_url: str, db: Database, sim) -> None:
+    with dg.instance_for_test() as instance:  # `status` reads schedule state: a real instance
+        _forward_and_reverse(database_url, db, sim, instance)
+
+
+def _forward_and_reverse(database_url: str, db: Database, sim, instance: dg.DagsterInstance) -> None:
     forward, reverse = seed_positions(db, sim, tradable_symbols(sim.market, 2), qty=135)
     before = {t.symbol: t for t in (forward, reverse)}
     sim.market.split(forward.symbol, 2, 1, EX_DATE)
@@ -55,7 +63,7 @@ def test_forward_and_reverse_splits_rebase_and_sell_nothing(database_url: str, d
     sim.market.advance_to(EX_DATE_10AM)
     assert held(sim, forward.symbol) == 270 and held(sim, reverse.symbol) == 27
 
-    result = run_job(defs, STOP_LOSS_JOB)
+    result = run_job(defs, STOP_LOSS_JOB, instance=instance)
     assert result.success, check_results(result)
     assert sells(sim) == []  # the price "halved" (or x5), nothing moved: never a stop_loss on it
     for symbol, ratio in ((forward.symbol, Decimal(2)), (reverse.symbol, Decimal("0.2"))):
@@ -71,6 +79,20 @@ def test_forward_and_reverse_splits_rebase_and_sell_nothing(database_url: str, d
     assert positions["split_rebased"] == 2 and positions["corporate_actions_read"] is True
     checks = check_results(result)
     assert checks["levels_match_broker"] is True and checks["reconciliation_clean"] is True
+
+    status = render_status(
+        build_status(
+            now=EX_DATE_10AM,
+            day=EX_DATE,
+            instance=instance,
+            instance_problem=None,
+            db=db,
+            db_problem=None,
+            automation=AUTOMATION,
+            check_specs=ALL_SPECS,
+        )
+    )
+    assert "read this session, 2 split re-base(s) applied; levels_match_broker passes" in status
 
     # A second run the same session re-bases nothing again (once per action).
     again = run_job(defs, STOP_LOSS_JOB)
