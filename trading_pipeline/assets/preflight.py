@@ -4,14 +4,17 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from trading_pipeline.assets.context import guarded_broker, trading_date
 from trading_pipeline.checks import preflight as preflight_checks
-from trading_pipeline.checks.metadata import ALERT_KEY_METADATA, markdown_table, md
+from trading_pipeline.checks.metadata import ALERT_KEY_METADATA, json_value, markdown_table, md, reasons_table
 from trading_pipeline.monitoring.health import Automation
 from trading_pipeline.monitoring.preflight import run_preflight
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.settings import Settings
+from trading_pipeline.steps.clock import read_clock
+from trading_pipeline.steps.corporate_actions import prepare_session
 from trading_pipeline.store import alerts_repository as alerts_repo
 
 PREFLIGHT_ALERT_KEY = "preflight"
@@ -32,6 +35,15 @@ def build_preflight_asset(automation: Automation) -> dg.AssetsDefinition:
     def preflight(
         context: dg.AssetExecutionContext, database: TradingDatabase, broker: BrokerResource, alerts: AlertsResource
     ) -> dg.MaterializeResult:
+        # Splits whose ex-date is today: re-based and re-protected now, before the open fires stale legs —
+        # first, so that nothing the go/no-go report trips over can skip it.
+        client = guarded_broker(broker, database)
+        clock = read_clock(client).clock
+        actions = prepare_session(
+            database.db, client, today=trading_date(clock), now=clock.timestamp, run_id=context.run.run_id
+        )
+        if actions.failures:
+            context.log.error(f"preflight: corporate actions: {actions.failures}")
         report = run_preflight(
             now=datetime.now(UTC),
             settings=Settings.from_env(),
@@ -65,6 +77,10 @@ def build_preflight_asset(automation: Automation) -> dg.AssetsDefinition:
                 "verdict": "GO" if report.go else "NO-GO",
                 "failed_items": len(report.failures),
                 "items": md(markdown_table(rows, limit=100)),
+                "corporate_actions": json_value(actions.actions),
+                "split_rebased": len(actions.rebased),
+                "split_rebases": md(reasons_table(actions.rebased)),
+                "corporate_action_failures": md(reasons_table(actions.failures)),
             },
             check_results=[
                 dg.AssetCheckResult(

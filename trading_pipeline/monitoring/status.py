@@ -26,9 +26,12 @@ from trading_pipeline.monitoring.health import (
     daemon_health,
     stop_loss_freshness,
 )
+from trading_pipeline.steps.corporate_actions import DECISION_KIND as CORPORATE_ACTIONS_KIND
 from trading_pipeline.steps.pnl import pnl_since
+from trading_pipeline.store import adjustments_repository as adjustments_repo
 from trading_pipeline.store import alerts_repository as alerts_repo
 from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import runs_repository as runs_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
@@ -41,6 +44,7 @@ class StatusReport:
     last_runs: list[dict[str, Any]] = field(default_factory=list)
     outcomes: dict[str, Any] = field(default_factory=dict)
     pnl: dict[str, Any] = field(default_factory=dict)
+    levels: str = "levels_match_broker not evaluated yet"
 
     @property
     def healthy(self) -> bool:
@@ -59,6 +63,7 @@ class StatusReport:
                 "warnings": self.warnings,
                 "last_stop_loss_runs": self.last_runs,
                 "outcomes": self.outcomes,
+                "levels_match_broker": self.levels,
                 "pnl": self.pnl,
             }
         )  # type: ignore[return-value]
@@ -85,6 +90,7 @@ def build_status(
         report.health.append(HealthItem("stop-loss protection", diagnosis.ok, diagnosis.detail))
         report.last_runs = _last_runs(instance)
         _checks(instance, check_specs or {}, report)
+        report.levels = _levels_check(instance)
     if db is None:
         report.health.append(HealthItem("trading DB", False, db_problem or "unavailable"))
         return report
@@ -144,6 +150,18 @@ def _checks(
     )
 
 
+def _levels_check(instance: dg.DagsterInstance) -> str:
+    """The last verdict of `levels_match_broker`: do held positions' levels follow the broker (no split
+    left un-re-based)?"""
+    record = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(dg.AssetKey("positions"), "levels_match_broker")
+    )
+    evaluation = record.event.dagster_event.event_specific_data if record and record.event.dagster_event else None
+    if evaluation is None or not hasattr(evaluation, "passed"):
+        return "levels_match_broker not evaluated yet"
+    return "levels_match_broker passes" if evaluation.passed else f"levels_match_broker FAILS: {evaluation.description}"
+
+
 def _outcomes_and_pnl(db: Database, now: datetime, day: date, report: StatusReport) -> None:
     start = datetime(day.year, day.month, day.day, tzinfo=NEW_YORK)
     sides = orders_repo.count_orders_by_side(db, since=start)
@@ -155,6 +173,13 @@ def _outcomes_and_pnl(db: Database, now: datetime, day: date, report: StatusRepo
         "sells": sides[OrderSide.SELL],
         "open_positions": len(open_trades),
         "oldest_open_position_hours": round((now - oldest) / timedelta(hours=1), 1) if oldest else None,
+        # Splits: was today's corporate-actions read done (the session-start marker), and what it re-based.
+        "corporate_actions_read_today": runs_repo.decision_runs_since(db, kind=CORPORATE_ACTIONS_KIND, since=start) > 0,
+        "split_rebases_today": sum(
+            1
+            for a in adjustments_repo.adjustments(db)
+            if a.kind == adjustments_repo.SPLIT_REBASE and a.created_at >= start
+        ),
     }
     pnl = pnl_since(db, start)
     report.pnl = {
@@ -198,6 +223,8 @@ def render_status(report: StatusReport) -> str:
             f"  closes by reason     {closes}",
             f"  BUY:SELL             {o['buys']}:{o['sells']}",
             f"  open positions       {o['open_positions']} (oldest {o['oldest_open_position_hours']} h)",
+            f"  corporate actions    {'read' if o['corporate_actions_read_today'] else 'not read yet'} this "
+            f"session, {o['split_rebases_today']} split re-base(s) applied; {report.levels}",
         ]
     if report.pnl:
         p = report.pnl

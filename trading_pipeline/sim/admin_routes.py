@@ -6,7 +6,7 @@ the simulator it is breaking.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -112,6 +112,40 @@ def admin_partial_fills(sim: Simulator, request: Request, body: Any) -> Response
     return AlpacaJSON({"rate": fills.rate, "fraction": str(fills.fraction)})
 
 
+def admin_split(sim: Simulator, request: Request, body: Any) -> Response:
+    """`{"symbol": "ABC", "new_rate": 2, "old_rate": 1, "ex_date": "YYYY-MM-DD"}`: announce a split, applied at
+    the ex-date's beginning-of-day process; without `ex_date`, applied at once (`Market.split`)."""
+    params = _object_body(body)
+    symbol = params.get("symbol")
+    if not isinstance(symbol, str) or "new_rate" not in params or "old_rate" not in params:
+        raise SimApiError(
+            422, 'send {"symbol": "...", "new_rate": N, "old_rate": N, "ex_date": "YYYY-MM-DD"}', CODE_INVALID_REQUEST
+        )
+    try:
+        ex_date = date.fromisoformat(str(params["ex_date"])) if params.get("ex_date") else None
+        split = sim.market.split(symbol, params["new_rate"], params["old_rate"], ex_date)
+    except KeyError as exc:
+        raise SimApiError(422, f"unknown symbol: {exc}", CODE_INVALID_REQUEST) from None
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise SimApiError(422, str(exc), CODE_INVALID_REQUEST) from None
+    position = sim.market.book.positions.get(symbol)
+    return AlpacaJSON(
+        {
+            "id": split.id,
+            "symbol": split.symbol,
+            "kind": split.kind,
+            "new_rate": wire.money(split.new_rate),
+            "old_rate": wire.money(split.old_rate),
+            "ex_date": split.ex_date.isoformat(),
+            "effective_at": wire.rfc3339(split.effective_at),
+            "applied": split.applied,
+            "cash_in_lieu": wire.money(split.cash_in_lieu),
+            "orders_rebased": list(split.orders_rebased),
+            "position_qty": None if position is None else wire.money(position.qty),
+        }
+    )
+
+
 ADMIN_ROUTES = (
     alpaca_route("GET", "/_sim/faults", admin_get_faults),
     alpaca_route("POST", "/_sim/faults", admin_set_faults, takes_body=True),
@@ -121,4 +155,5 @@ ADMIN_ROUTES = (
     alpaca_route("POST", "/_sim/clock", admin_move_clock, takes_body=True),
     alpaca_route("POST", "/_sim/scenario", admin_scenario, takes_body=True),
     alpaca_route("POST", "/_sim/partial_fills", admin_partial_fills, takes_body=True),
+    alpaca_route("POST", "/_sim/split", admin_split, takes_body=True),
 )

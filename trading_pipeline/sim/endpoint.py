@@ -40,7 +40,7 @@ from trading_pipeline.sim.faults import ADMIN_PREFIX
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000
-DATA_API_PREFIX = "/v2/stocks"
+DATA_API_PREFIXES = ("/v2/stocks", "/v1/corporate-actions")  # errors there carry no "code"
 # scope["extensions"][HANG_UP]() closes the client's connection without a response.
 HANG_UP = "trading_pipeline.sim.hang_up"
 GATEWAY_TIMEOUT_PAGE = b"<html><body><h1>504 Gateway Time-out</h1></body></html>"
@@ -86,7 +86,7 @@ class AlpacaEndpoint:
                 return 400
         fault = sim.faults.decide(self.route_name or f"{request.method} <unmatched>")
         config = sim.faults.config
-        data_api = scope["path"].startswith(DATA_API_PREFIX)
+        data_api = scope["path"].startswith(DATA_API_PREFIXES)
         if config.latency_ms and not (self.is_admin and config.exempt_admin):
             await _pause(stopping, config.latency_ms / 1000.0)
         if fault == "timeout":

@@ -21,6 +21,14 @@ from typing import Any
 import numpy as np
 
 from trading_pipeline.sim.account import SimOrder
+from trading_pipeline.sim.corporate_actions import (
+    NEW_YORK,
+    CorporateActionLedger,
+    SimSplit,
+    apply_split,
+    beginning_of_day,
+    parse_rates,
+)
 from trading_pipeline.sim.history import SimBar, daily_bars
 from trading_pipeline.sim.order_requests import OrderParams, parse_order_request
 from trading_pipeline.sim.orders import OrderBook
@@ -94,6 +102,7 @@ class Market:
         self._session: int | None = None  # index of the session in progress
         self._next_session = first_live
         self.book = OrderBook(self, seed=seed, initial_cash=initial_cash)
+        self.corporate_actions = CorporateActionLedger(seed)
         self.account_id = uuid_from(np.random.default_rng([seed, 30]))
         self.account_number = "PA" + "".join(str(d) for d in np.random.default_rng([seed, 31]).integers(0, 10, 10))
         self.created_at = start_utc - timedelta(days=365)
@@ -137,7 +146,9 @@ class Market:
                 event = self._next_event_time()
                 if event > target:
                     break
+                self._apply_splits_due(event)  # a BOD process runs before the open it precedes
                 self._apply_event(event)
+            self._apply_splits_due(target)
             self._now = target
 
     def _next_event_time(self) -> datetime:
@@ -308,6 +319,29 @@ class Market:
         if kind not in actions:
             raise ValueError(f"unknown scenario {kind!r}; expected one of {', '.join(actions)}")
         actions[kind]()
+
+    def split(self, symbol: str, new_rate: object, old_rate: object, ex_date: date | None = None) -> SimSplit:
+        """Announce a split of `symbol`: `new_rate` new shares per `old_rate` old (2, 1: a 2:1 forward split;
+        1, 5: a 1:5 reverse split). It is listed by `GET /v1/corporate-actions` from now on and applied at the
+        beginning-of-day process of `ex_date` (see `corporate_actions.py`); with no `ex_date`, or when that
+        moment has passed on the ex-date itself, it is applied at once with today as its ex-date."""
+        with self.lock:
+            self.index_of(symbol)  # an unknown symbol is a KeyError, as for the other scenarios
+            new, old = parse_rates(new_rate, old_rate)
+            today = self._now.astimezone(NEW_YORK).date()
+            day = today if ex_date is None else ex_date
+            if day < today:
+                raise ValueError(f"ex_date {day} is in the past (the simulated day is {today})")
+            effective = self._now if ex_date is None else max(self._now, beginning_of_day(day))
+            split = self.corporate_actions.announce(symbol, new, old, day, effective)
+            self._apply_splits_due(self._now)
+            return split
+
+    def _apply_splits_due(self, until: datetime) -> None:
+        for split in self.corporate_actions.due(until):
+            self._now = max(self._now, split.effective_at)
+            apply_split(split, prices=self.prices, book=self.book, index=self.index_of(split.symbol), now=self._now)
+            self.book.evaluate()  # a re-based order may be marketable now
 
     # ---- trading --------------------------------------------------------------------------------------
 

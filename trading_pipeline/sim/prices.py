@@ -179,6 +179,15 @@ class PriceModel:
         self.quote_ts[i] = when.timestamp()
         self._track_day(np.array([i]))
 
+    def rebase(self, i: int, ratio: float, when: datetime) -> None:
+        """A split of `ratio` (new shares per old): every price of symbol `i` from now on ÷ ratio; today's bar
+        too, since a session in progress trades at the new prices (earlier bars stay raw)."""
+        self.mid[i] /= ratio
+        if self.day_index is not None:
+            for bar in (self.day_open, self.day_high, self.day_low):
+                bar[i] /= ratio
+        self._touch(i, when)
+
     def _touch(self, i: int, when: datetime) -> None:
         mask = np.zeros(self.n, dtype=bool)
         mask[i] = True

@@ -17,6 +17,7 @@ from trading_pipeline.broker.base import Broker, BrokerError
 from trading_pipeline.domain.calendar import NEW_YORK
 from trading_pipeline.domain.corporate_actions import NAME_CHANGE, CorporateAction, rebased_price, rebased_qty
 from trading_pipeline.domain.types import TradeStatus
+from trading_pipeline.steps.protection import protect_positions
 from trading_pipeline.store import adjustments_repository as adjustments_repo
 from trading_pipeline.store import runs_repository as runs_repo
 from trading_pipeline.store import trades_repository as trades_repo
@@ -115,3 +116,23 @@ def _rename(
         db, trade.id, action_key=action.key, new_symbol=action.new_symbol, reason=action.describe(), run_id=run_id
     ):
         result.renamed[f"{trade.symbol} {str(trade.id)[:8]}"] = action.describe()
+
+
+def prepare_session(
+    db: Database, broker: Broker, *, today: date, now: datetime, run_id: str | None
+) -> CorporateActionsResult:
+    """Before the open (the pre-market go/no-go): apply today's actions and replace broker-side protection left
+    at the old prices. Alpaca leaves a bracket's or an OCO's legs as they are on a corporate action (DNR/DNC,
+    trading/orders.md), so a 2:1 split's stop leg at the old price would fire at the open — and a reverse
+    split's take-profit, at a price far below the market, would sell the pre-split quantity — before the
+    first stop-loss run of the session could re-base anything. Never raises: a failure is in the result."""
+    result = apply_corporate_actions(db, broker, today=today, run_id=run_id)
+    if result.rebased or result.renamed:
+        try:
+            protection = protect_positions(db, broker, now=now)
+        except BrokerError as exc:
+            result.failures["(protection)"] = f"protection not re-armed before the open: {exc}"
+            return result
+        result.failures.update({s: f"protection: {p}" for s, p in protection.unprotected.items()})
+        result.failures.update({s: f"protection: {p}" for s, p in protection.failures.items()})
+    return result
