@@ -146,6 +146,21 @@ def admin_split(sim: Simulator, request: Request, body: Any) -> Response:
     )
 
 
+def admin_drift_position(sim: Simulator, request: Request, body: Any) -> Response:
+    """`POST /_sim/positions {"symbol": "ABC", "qty": 27}`: the broker now holds 27 (drift: shares sold or moved
+    outside every client). Orders placed outside the pipeline need no admin route: any client can POST them to
+    `/v2/orders`, as Alpaca's web app or another script would."""
+    params = _object_body(body)
+    if not isinstance(params.get("symbol"), str) or "qty" not in params:
+        raise SimApiError(422, 'send {"symbol": "...", "qty": N}', CODE_INVALID_REQUEST)
+    try:
+        sim.market.drift_position(params["symbol"], params["qty"])
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise SimApiError(422, str(exc), CODE_INVALID_REQUEST) from None
+    position = sim.market.book.positions.get(params["symbol"])
+    return AlpacaJSON({"symbol": params["symbol"], "qty": "0" if position is None else str(position.qty)})
+
+
 ADMIN_ROUTES = (
     alpaca_route("GET", "/_sim/faults", admin_get_faults),
     alpaca_route("POST", "/_sim/faults", admin_set_faults, takes_body=True),
@@ -155,5 +170,6 @@ ADMIN_ROUTES = (
     alpaca_route("POST", "/_sim/clock", admin_move_clock, takes_body=True),
     alpaca_route("POST", "/_sim/scenario", admin_scenario, takes_body=True),
     alpaca_route("POST", "/_sim/partial_fills", admin_partial_fills, takes_body=True),
+    alpaca_route("POST", "/_sim/positions", admin_drift_position, takes_body=True),
     alpaca_route("POST", "/_sim/split", admin_split, takes_body=True),
 )

@@ -320,6 +320,21 @@ class Market:
             raise ValueError(f"unknown scenario {kind!r}; expected one of {', '.join(actions)}")
         actions[kind]()
 
+    def drift_position(self, symbol: str, qty: Decimal | int | str) -> None:
+        """Set the broker's quantity of an open long position behind any client's back (a manual sale in the web
+        app, an ACATS transfer): 0 removes it. The entry price is kept; orders are not touched."""
+        with self.lock:
+            position = self.book.positions.get(symbol)
+            target = Decimal(str(qty))
+            if position is None:
+                raise ValueError(f"no open position in {symbol}: only an existing position can drift")
+            if target < 0 or target > abs(position.qty):
+                raise ValueError(f"qty must be between 0 and the {abs(position.qty)} held, got {target}")
+            if target == 0:
+                del self.book.positions[symbol]
+            else:
+                position.qty = target if position.qty > 0 else -target
+
     def split(self, symbol: str, new_rate: object, old_rate: object, ex_date: date | None = None) -> SimSplit:
         """Announce a split of `symbol`: `new_rate` new shares per `old_rate` old (2, 1: a 2:1 forward split;
         1, 5: a 1:5 reverse split). It is listed by `GET /v1/corporate-actions` from now on and applied at the
