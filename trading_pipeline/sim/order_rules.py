@@ -16,14 +16,11 @@ from __future__ import annotations
 
 from datetime import datetime, time
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from trading_pipeline.sim.errors import CODE_INVALID_REQUEST, SimApiError, invalid, unprocessable
 from trading_pipeline.sim.universe import SimAsset
-
-if TYPE_CHECKING:
-    from trading_pipeline.sim.order_requests import OrderParams
 
 NEW_YORK = ZoneInfo("America/New_York")
 MAX_SIZE_DECIMALS = 9
@@ -34,6 +31,26 @@ ADVANCED_CLASSES = ("bracket", "oco", "oto")
 # rejected"; "CLS orders submitted after 3:50pm but before 7:00pm ET will be rejected."
 AUCTION_CUTOFFS = {"opg": time(9, 28), "cls": time(15, 50)}
 AUCTION_REOPENS = time(19, 0)
+
+
+class OrderParams(Protocol):
+    """The fields of a parsed order request these rules read (`order_requests.OrderParams`, which imports
+    this module)."""
+
+    @property
+    def qty(self) -> Decimal: ...
+    @property
+    def notional(self) -> Decimal | None: ...
+    @property
+    def side(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def time_in_force(self) -> str: ...
+    @property
+    def order_class(self) -> str: ...
+    @property
+    def extended_hours(self) -> bool: ...
 
 
 def is_fractional(qty: Decimal | None) -> bool:
