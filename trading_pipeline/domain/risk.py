@@ -7,6 +7,11 @@ Entries are whole shares. Alpaca takes fractional quantities and `notional` orde
 or limit DAY orders on fractionable assets, while the pipeline's entries are brackets whose GTC legs must
 outlive the day (fractional orders cannot be GTC) — so a strategy's `notional`, or a fractional `qty`, is
 turned into whole shares here, which Alpaca accepts for every asset and order class.
+
+Entries are market orders, and Alpaca values a market buy against buying power above the market (its orders
+guide, "Buying Power": "In the case of market buy orders, the limit price is 2.5% to 4% above the current
+market price"), while the account's `buying_power` is already net of open orders. So entries spend at most
+buying power / (1 + MARKET_BUY_COLLAR): an entry sized to the last dollar at the ask would be refused 403.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from decimal import ROUND_DOWN, Decimal
 
 from trading_pipeline.domain.strategy import EntryIntent
 from trading_pipeline.domain.strategy_intents import PricedIntent
+
+MARKET_BUY_COLLAR = Decimal("0.04")  # the top of Alpaca's documented 2.5%-4%
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +88,7 @@ def size_entries(
     held = set(open_symbols)
     slots = max(0, limits.max_open_positions - len(held))
     budgets = {
-        "buying power": buying_power,
+        "buying power": buying_power / (1 + MARKET_BUY_COLLAR),
         "max_total_notional": limits.max_total_notional - open_notional,
     }
     if limits.max_daily_notional is not None:

@@ -27,6 +27,7 @@ class Simulator(Protocol):
 
     market: Market
     faults: FaultInjector
+    data_feeds: tuple[str, ...]
 
     def sync_clock(self) -> None: ...
 

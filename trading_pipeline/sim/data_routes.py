@@ -1,7 +1,7 @@
 """Alpaca's market-data API v2 as the simulator serves it: latest quotes, snapshots and daily bars.
 
 As Alpaca does: unknown symbols are omitted from a multi-symbol answer, one malformed symbol fails the
-whole request with 400, and errors carry no "code".
+whole request with 400, a feed the plan lacks is a 403, and errors carry no "code".
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -24,6 +24,11 @@ from trading_pipeline.sim.errors import data_error
 # What the data API accepts as a symbol; anything else fails the whole request with 400, as Alpaca does.
 SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9.\-/]{0,19}$")
 DATA_FEEDS = ("iex", "sip", "delayed_sip", "otc", "boats", "overnight")
+# alpaca-docs content/market-data/_index.md, "Subscription Plans": the Free plan's "Real-time market coverage"
+# is IEX and its "Historical data delay" 15 minutes; oas/data/openapi.yaml, parameter `feed`: "`sip` and `otc`
+# are only available to those with a subscription". delayed_sip is SIP 15 minutes late, which Free includes.
+FREE_PLAN_FEEDS = ("iex", "delayed_sip")
+HISTORICAL_DELAY = timedelta(minutes=15)
 BARS_DEFAULT_LIMIT = 1000
 BARS_MAX_LIMIT = 10_000
 
@@ -39,22 +44,35 @@ def _symbols(query: Mapping[str, str]) -> list[str]:
     return list(dict.fromkeys(symbols))
 
 
-def _feed(query: Mapping[str, str]) -> None:
+def _feed(sim: Simulator, query: Mapping[str, str], *, until: datetime | None = None) -> None:
+    """An unknown feed is a 400; one the plan lacks a 403 — for SIP only when the request reaches into the last
+    15 minutes (`until` None: a latest quote or snapshot, which always does). The body is the one Alpaca sends
+    a Free plan asking for SIP, as clients have logged it: {"message": "subscription does not permit querying
+    recent SIP data"}. No feed given: Alpaca picks the best one the plan has, so nothing to refuse."""
     feed = query.get("feed")
-    if feed and feed not in DATA_FEEDS:
+    if not feed:
+        return
+    if feed not in DATA_FEEDS:
         raise data_error(400, f"invalid feed: {feed}")
+    if feed in sim.data_feeds:
+        return
+    if feed == "sip":
+        if until is not None and until <= sim.market.now - HISTORICAL_DELAY:
+            return  # history older than the delay is on every plan
+        raise data_error(403, "subscription does not permit querying recent SIP data")
+    raise data_error(403, f"subscription does not permit querying {feed.upper()} data")
 
 
 def latest_quotes(sim: Simulator, request: Request) -> Response:
     symbols = _symbols(request.query_params)
-    _feed(request.query_params)
+    _feed(sim, request.query_params)
     quotes = sim.market.quotes(symbols)
     return AlpacaJSON({"quotes": {s: wire.quote_json(q) for s, q in quotes.items()}})
 
 
 def snapshots(sim: Simulator, request: Request) -> Response:
     symbols = _symbols(request.query_params)
-    _feed(request.query_params)
+    _feed(sim, request.query_params)
     market = sim.market
     with market.lock:
         today = market.now.date()
@@ -104,7 +122,6 @@ def stock_bars(sim: Simulator, request: Request) -> Response:
     """Daily bars, symbols alphabetical then time; `limit` counts bars across all symbols per page."""
     q = request.query_params
     symbols = sorted(_symbols(q))
-    _feed(q)
     timeframe = q.get("timeframe", "")
     if timeframe not in ("1Day", "1D", "1day"):
         raise data_error(400, f"invalid timeframe: {timeframe!r} (the simulator serves 1Day bars)")
@@ -119,6 +136,7 @@ def stock_bars(sim: Simulator, request: Request) -> Response:
             else now.replace(hour=0, minute=0, second=0, microsecond=0)
         )
         end = parse_time(q["end"], name="end", end_of_day=True) if q.get("end") else now
+        _feed(sim, q, until=end)
         if end < start:
             raise data_error(400, "end should not be before start")
         # A daily bar is stamped at midnight New York; widen by a day on each side, then filter exactly.

@@ -41,6 +41,13 @@ def invalid(message: str) -> SimApiError:
     return SimApiError(422, message, CODE_INVALID_REQUEST)
 
 
+def unprocessable(message: str) -> SimApiError:
+    """The trading API's 422 with code 42210000, as Alpaca answers a rule its orders guide documents (e.g.
+    `{"code": 42210000, "message": "invalid stop_price 290.123. sub-penny increment does not fulfill minimum
+    pricing criteria"}` in alpaca-docs content/trading/orders.md)."""
+    return SimApiError(422, message, CODE_UNPROCESSABLE)
+
+
 def data_error(status: int, message: str) -> SimApiError:
     """The market-data API's errors carry no "code"."""
     return SimApiError(status, message, None)

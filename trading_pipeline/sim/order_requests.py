@@ -1,7 +1,8 @@
 """What POST /v2/orders carries, validated as Alpaca validates it: `parse_order_request` → `OrderParams`.
 
-Every refusal is a 422 (`invalid`) whose message says what is wrong, in Alpaca's words where they are known.
-Whether the account can afford the order, or holds the shares, is the order book's question (`orders.py`).
+Every refusal is a 422 whose message says what is wrong, in Alpaca's words where they are known; which fields
+go together (fractional and notional sizes, extended hours, time in force) is `order_rules.py`. Whether the
+account can afford the order, or holds the shares, is the order book's question (`orders.py`).
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from trading_pipeline.sim.errors import invalid
+from trading_pipeline.sim.order_rules import check_combinations, check_size
 
 SIDES = ("buy", "sell")
 ORDER_TYPES = ("market", "limit", "stop", "stop_limit")
-TIMES_IN_FORCE = ("day", "gtc")
+# Every value Alpaca takes (oas/trading/openapi.yaml, TimeInForce); the simulator models day and gtc only
+# (order_rules.MODELLED_TIMES_IN_FORCE) and refuses the others after Alpaca's own rules.
+TIMES_IN_FORCE = ("day", "gtc", "opg", "cls", "ioc", "fok")
 ORDER_CLASSES = ("simple", "bracket", "oco", "oto")
 MAX_CLIENT_ORDER_ID_LENGTH = 128
 
 
 @dataclass
 class OrderParams:
-    """A validated order request (what POST /v2/orders carries)."""
+    """A validated order request (what POST /v2/orders carries). A notional request has `qty` 0 and its
+    `notional`; the simulator refuses it once Alpaca's rules have passed (`order_rules.py`)."""
 
     symbol: str
     qty: Decimal
@@ -37,6 +42,7 @@ class OrderParams:
     stop_loss_stop_price: Decimal | None = None
     stop_loss_limit_price: Decimal | None = None
     extended_hours: bool = False
+    notional: Decimal | None = None
 
 
 def _decimal(payload: Mapping[str, Any], name: str, *, where: str = "") -> Decimal | None:
@@ -82,12 +88,11 @@ def parse_order_request(payload: Any) -> OrderParams:
     symbol = payload.get("symbol")
     if not isinstance(symbol, str) or not symbol.strip():
         raise invalid("symbol is required")
-    if payload.get("notional") not in (None, ""):
-        raise invalid("notional orders are not supported by the simulator; send qty")
     qty = _decimal(payload, "qty")
-    if qty is None:
-        raise invalid("qty is required")
+    notional = _decimal(payload, "notional")
+    check_size(qty, notional)
     _positive(qty, "qty")
+    _positive(notional, "notional")
     side = _choice(payload, "side", SIDES)
     order_type = _choice(payload, "type", ORDER_TYPES)
     tif = _choice(payload, "time_in_force", TIMES_IN_FORCE)
@@ -108,7 +113,7 @@ def parse_order_request(payload: Any) -> OrderParams:
         raise invalid("take_profit and stop_loss must be objects")
     params = OrderParams(
         symbol=symbol,
-        qty=qty,
+        qty=qty if qty is not None else Decimal(0),
         side=side,
         type=order_type,
         time_in_force=tif,
@@ -119,24 +124,29 @@ def parse_order_request(payload: Any) -> OrderParams:
         take_profit_limit_price=_decimal(take_profit, "limit_price", where="take_profit."),
         stop_loss_stop_price=_decimal(stop_loss, "stop_price", where="stop_loss."),
         stop_loss_limit_price=_decimal(stop_loss, "limit_price", where="stop_loss."),
-        extended_hours=bool(payload.get("extended_hours") or False),
+        extended_hours=_extended_hours(payload.get("extended_hours")),
+        notional=notional,
     )
     _positive(params.take_profit_limit_price, "take_profit.limit_price")
     _positive(params.stop_loss_stop_price, "stop_loss.stop_price")
     _positive(params.stop_loss_limit_price, "stop_loss.limit_price")
     _check_shape(params)
+    check_combinations(params)
     return params
 
 
+def _extended_hours(raw: Any) -> bool:
+    # alpaca-py sends a JSON boolean; the orders guide's examples also write "false" as a string.
+    if isinstance(raw, str):
+        return raw.strip().lower() == "true"
+    return bool(raw or False)
+
+
 def _check_shape(p: OrderParams) -> None:
-    if p.extended_hours:
-        raise invalid("extended_hours orders are not supported by the simulator")
     if p.type in ("limit", "stop_limit") and p.limit_price is None and p.order_class != "oco":
         raise invalid(f"limit_price is required for {p.type} orders")
     if p.type in ("stop", "stop_limit") and p.stop_price is None:
         raise invalid(f"stop_price is required for {p.type} orders")
-    if p.qty != p.qty.to_integral_value() and (p.type != "market" or p.order_class != "simple"):
-        raise invalid("fractional qty is only allowed for simple market orders")
     if p.order_class == "bracket":
         if p.take_profit_limit_price is None:
             raise invalid("bracket orders require take_profit.limit_price")

@@ -11,7 +11,8 @@ What is modelled, and how it maps to Alpaca:
   position, both live at once. When one exit fills or is canceled, its sibling is canceled.
 - Quantity held by open exit orders cannot be sold again or closed: 403 "insufficient qty available".
 - Day orders expire at the close of the session they were submitted for; no extended hours; no wash-trade
-  checks; buying power is Reg-T style (2 x (equity - initial margin)).
+  checks; buying power is Reg-T style (2 x (equity - initial margin)), less what open buy-long and
+  sell-short orders hold (`order_checks.py`).
 - Every id is a UUID drawn from a seeded generator, so a replayed scenario has the same ids.
 """
 
@@ -27,8 +28,14 @@ from trading_pipeline.sim import matching
 from trading_pipeline.sim.account import WORKING_STATUSES, AccountValues, MarketView, SimOrder, SimPosition
 from trading_pipeline.sim.errors import CODE_NOT_FOUND, CODE_UNPROCESSABLE, SimApiError, invalid
 from trading_pipeline.sim.fills import PartialFills
-from trading_pipeline.sim.order_checks import check_exit_levels, check_quantity_and_power, insufficient_qty
+from trading_pipeline.sim.order_checks import (
+    check_exit_levels,
+    check_quantity_and_power,
+    insufficient_qty,
+    open_orders_value,
+)
 from trading_pipeline.sim.order_requests import OrderParams
+from trading_pipeline.sim.order_rules import check_asset_rules, check_timing_and_support
 from trading_pipeline.sim.universe import SimAsset
 
 GTC_LIFETIME = timedelta(days=90)
@@ -119,7 +126,11 @@ class OrderBook:
                 short_mv += value
         equity = self.cash + long_mv + short_mv
         initial_margin = (long_mv - short_mv) / 2
-        buying_power = max(Decimal(0), (equity - initial_margin) * 2)
+        # Open buy-long and sell-short orders hold buying power until they fill or a cancel is asked for
+        # (order_checks.py); working orders are the open ones whose cancel has not been asked.
+        buying_power = max(
+            Decimal(0), (equity - initial_margin) * 2 - open_orders_value(self.market, self.working.values())
+        )
         return AccountValues(
             cash=self.cash,
             long_market_value=long_mv,
@@ -141,8 +152,8 @@ class OrderBook:
             raise invalid(f"asset not found: {params.symbol}")
         if asset.status != "active" or not asset.tradable or self.market.touch(params.symbol) is None:
             raise invalid(f"asset {params.symbol} is not tradable")
-        if params.qty != params.qty.to_integral_value() and not asset.fractionable:
-            raise invalid(f"asset {params.symbol} is not fractionable")
+        check_asset_rules(params, asset)
+        check_timing_and_support(params, self.market.now)
         check_quantity_and_power(self, params, asset)
         if params.order_class in ("bracket", "oto"):
             check_exit_levels(self, params)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from trading_pipeline.sim.app import HttpServer, build_app
+from trading_pipeline.sim.data_routes import FREE_PLAN_FEEDS
 from trading_pipeline.sim.faults import FaultConfig, FaultInjector
 from trading_pipeline.sim.market import DEFAULT_INITIAL_CASH, DEFAULT_N_SYMBOLS, DEFAULT_SEED, Market
 
@@ -37,6 +38,7 @@ DUMMY_SECRET_KEY = "sim-secret-key"
 class SimBroker:
     """The simulator as a context manager: a `Market`, a fault injector and a server on 127.0.0.1.
 
+    `data_feeds`: the market-data feeds the plan includes (default the free plan's: iex only).
     `realtime` (default: True when no `start` is given) makes the simulated clock follow the wall clock,
     `speed` times faster, advanced by a daemon ticker thread and before every request; otherwise the
     clock moves only through `sim.market.advance(...)` / `set_time(...)` or the `/_sim/clock` route.
@@ -56,6 +58,7 @@ class SimBroker:
         tick_seconds: float = 1.0,
         initial_cash: Decimal = DEFAULT_INITIAL_CASH,
         market: Market | None = None,
+        data_feeds: tuple[str, ...] = FREE_PLAN_FEEDS,
     ) -> None:
         self.market = (
             market
@@ -63,6 +66,8 @@ class SimBroker:
             else Market(seed=seed, n_symbols=n_symbols, start=start, initial_cash=initial_cash)
         )
         self.faults = FaultInjector(faults or FaultConfig(seed=seed))
+        # The market-data feeds the account's plan includes; the others are the data API's 403 (data_routes.py).
+        self.data_feeds = data_feeds
         self.realtime = (start is None and market is None) if realtime is None else realtime
         self.speed = speed
         self.tick_seconds = tick_seconds

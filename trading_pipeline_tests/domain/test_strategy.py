@@ -215,6 +215,17 @@ def test_the_daily_notional_limit_counts_todays_earlier_entries() -> None:
         RiskLimits(max_daily_notional=D(0))
 
 
+def test_entries_leave_room_for_alpacas_valuation_of_a_market_buy() -> None:
+    """Alpaca values a market buy up to 4% above the market against buying power: sized to the last dollar at
+    the price, the second entry would be refused 403 "insufficient buying power"."""
+    limits = RiskLimits(max_notional_per_position=D(100000), max_total_notional=D(100000))
+    sizing = size_entries(
+        [priced("A", "100"), priced("B", "100")], limits=limits, buying_power=D(15600), open_symbols=[]
+    )
+    assert [(e.intent.symbol, e.qty) for e in sizing.entries] == [("A", 150)]
+    assert sum(e.qty * e.price * D("1.04") for e in sizing.entries) <= D(15600)
+
+
 def test_zero_buying_power_sizes_nothing() -> None:
     sizing = size_entries([priced("A", "10")], limits=RiskLimits(), buying_power=D(0), open_symbols=[])
     assert sizing.entries == [] and "below one share" in sizing.dropped["A"]
