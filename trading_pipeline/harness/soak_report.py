@@ -33,6 +33,9 @@ class SoakReport:
     checkouts_during_broker_calls: int = 0
     wall_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    # Runs whose reconciliation or sweep failed through every retry (an outage): the run fails and alerts, as it
+    # should; the verdict judges what followed (missed stops, delays), not the failure itself.
+    outage_failures: list[str] = field(default_factory=list)
     closes_reported_by_sweeps: int = 0  # progress only; `closes` is judged from the DB at the end
     close_delays: dict[str, int] = field(default_factory=dict)  # trade id → runs from cross to close
     outside_orders: int = 0  # orders the script placed "in the web app", holding a position's shares
@@ -75,6 +78,7 @@ def render_report(report: SoakReport) -> str:
             f"{report.outside_orders} outside orders, {report.drifts} drifts, {report.outages} endpoint outages, "
             f"{report.partial_fills} partly filled closes split",
         ),
+        ("steps failed by outages", f"{len(report.outage_failures)} (each a failed run and an alert, as designed)"),
         ("duplicates", str(report.duplicates)),
         ("lost (missed stops)", str(report.lost)),
         ("oversells", str(report.oversells)),

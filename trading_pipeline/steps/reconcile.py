@@ -151,7 +151,7 @@ def reconcile_positions(
     positions = broker.positions() if broker_positions is None else broker_positions
     compare(db, positions, result)
     if repair:
-        repair_drift(db, broker, positions, result, run_id=run_id)
+        repair_drift(db, broker, positions, result, run_id=run_id, now=now)
     return result
 
 
@@ -184,7 +184,11 @@ def repair_drift(
     result: Reconciliation,
     *,
     run_id: str | None = None,
+    now: datetime | None = None,
 ) -> None:
+    """`now`: the run's time, recorded as the close time of a trade found closed outside the pipeline without
+    a fill to date it."""
+    current = now or datetime.now(UTC)
     held = {p.symbol: p for p in positions}
     by_symbol: dict[str, list[trades_repo.TradeRecord]] = defaultdict(list)
     for trade in trades_repo.open_trades(db):
@@ -206,9 +210,10 @@ def repair_drift(
             del result.qty_mismatch[symbol]
             continue
         if position.qty < ours:
-            _cut_to_held(db, symbol, trades, position.qty, result, run_id)
+            _cut_to_held(db, symbol, trades, position.qty, result, run_id, current)
     if result.missing_at_broker:
-        _close_outside(db, broker, {s: by_symbol.get(s, []) for s in result.missing_at_broker}, result, run_id)
+        missing = {s: by_symbol.get(s, []) for s in result.missing_at_broker}
+        _close_outside(db, broker, missing, result, run_id, current)
 
 
 def _cut_to_held(
@@ -218,6 +223,7 @@ def _cut_to_held(
     held: Decimal,
     result: Reconciliation,
     run_id: str | None,
+    now: datetime,
 ) -> None:
     """Keep the oldest trades whole while the broker's shares last; cut the next, close the rest as manual."""
     left = held
@@ -229,9 +235,7 @@ def _cut_to_held(
             adjustments_repo.reduce_to_held(db, trade.id, qty=left, reason=reason, run_id=run_id)
             left = Decimal(0)
         else:
-            adjustments_repo.close_outside(
-                db, trade.id, close_price=None, closed_at=datetime.now(UTC), reason=reason, run_id=run_id
-            )
+            adjustments_repo.close_outside(db, trade.id, close_price=None, closed_at=now, reason=reason, run_id=run_id)
     result.repaired[symbol] = reason
 
 
@@ -241,6 +245,7 @@ def _close_outside(
     trades_by_symbol: dict[str, list[trades_repo.TradeRecord]],
     result: Reconciliation,
     run_id: str | None,
+    now: datetime,
 ) -> None:
     """The broker holds none of these: closed outside the pipeline. The closing fill found at the broker gives
     the exit price; without one the trade is closed with no price (and the performance check flags it)."""
@@ -268,7 +273,7 @@ def _close_outside(
                 db,
                 trade.id,
                 close_price=exit_fill.filled_avg_price if exit_fill else None,
-                closed_at=(exit_fill.filled_at if exit_fill else None) or datetime.now(UTC),
+                closed_at=(exit_fill.filled_at if exit_fill else None) or now,
                 reason=reason,
                 run_id=run_id,
             )
