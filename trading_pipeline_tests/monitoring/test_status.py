@@ -172,7 +172,16 @@ def test_cli_json_without_an_instance(tmp_path, monkeypatch, capsys) -> None:
         "ok": False,
         "detail": "DAGSTER_HOME is not set: point it at the instance the daemon uses",
     }
-    assert set(payload) == {"healthy", "day", "health", "warnings", "last_stop_loss_runs", "outcomes", "pnl"}
+    assert set(payload) == {
+        "healthy",
+        "day",
+        "health",
+        "warnings",
+        "last_stop_loss_runs",
+        "outcomes",
+        "pnl",
+        "levels_match_broker",
+    }
 
 
 def test_check_registry_matches_the_definitions() -> None:
