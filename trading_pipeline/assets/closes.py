@@ -117,6 +117,8 @@ def closes(
             "quote_requests": result.quote_requests,
             "exits_decided": result.exits_decided,
             "orders_submitted": result.orders_submitted,
+            "close_workers": result.close_workers,
+            "last_close_submitted_s": "" if result.last_close_submitted_s is None else result.last_close_submitted_s,
             "closed": result.closed,
             "closed_stop_loss": result.closes_by_reason.get(ExitReason.STOP_LOSS.value, 0),
             "closed_take_profit": result.closes_by_reason.get(ExitReason.TAKE_PROFIT.value, 0),

@@ -225,8 +225,10 @@ class SoakDay:
             self.report.outage_failures.append(f"run {number}: reconciliation: {exc}")
         try:
             before = {t.symbol for t in trades_repo.open_trades(self.db)}
+            # One symbol after another: the soak replays the same requests (and so the same seeded faults) on
+            # every run of a seed. The concurrent path is soaked through the Dagster job in the test suite.
             result = run_stop_loss_sweep(
-                self.db, self.broker, run_id=run_id, now=now, max_quote_age=timedelta(minutes=5)
+                self.db, self.broker, run_id=run_id, now=now, max_quote_age=timedelta(minutes=5), close_concurrency=1
             )
             judged = before - set(result.flagged_positions)
             self.report.closes_reported_by_sweeps += result.closed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass
@@ -34,6 +34,19 @@ class SweepResult:
     outside_orders_cancelled: list[str] = field(default_factory=list)  # orders the pipeline did not place
     book_problems: dict[str, str] = field(default_factory=dict)
     split_suspects: dict[str, str] = field(default_factory=dict)  # not sold: quantity moved like a split
+    close_workers: int = 0  # symbols closed at once (bounded concurrency)
+    last_close_submitted_s: float | None = None  # from the exits decided to the last close order's answer
+
+    def absorb(self, part: SweepResult) -> None:
+        """Add what one worker's closes counted (a result of its own, so no counter is shared across threads)."""
+        for item in fields(self):
+            mine, theirs = getattr(self, item.name), getattr(part, item.name)
+            if isinstance(mine, dict):  # a Counter's update adds the counts
+                mine.update(theirs)
+            elif isinstance(mine, list):
+                mine.extend(theirs)
+            elif isinstance(mine, int) and not isinstance(mine, bool) and isinstance(theirs, int):
+                setattr(self, item.name, mine + theirs)
 
     @property
     def flagged_positions(self) -> dict[str, str]:

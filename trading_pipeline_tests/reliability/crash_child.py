@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     install(args.crash_at, broker)
     with Database(args.database_url) as db:
-        closes.run_stop_loss_sweep(db, broker, run_id=args.run_id, now=datetime.fromisoformat(args.now))
+        # One close at a time, so the kill leaves exactly one close at its step (concurrent closes are each
+        # this same protocol; test_concurrent_closes.py covers them together).
+        closes.run_stop_loss_sweep(
+            db, broker, run_id=args.run_id, now=datetime.fromisoformat(args.now), close_concurrency=1
+        )
     print("FINISHED without reaching the crash point", flush=True)
     return 0
 
