@@ -57,7 +57,7 @@ from trading_pipeline.domain.ids import client_order_id
 from trading_pipeline.domain.types import OrderAction, OrderSide, PositionSide, TradeStatus
 from trading_pipeline.sim.account import SimPosition
 from trading_pipeline.sim.server import DUMMY_API_KEY, DUMMY_SECRET_KEY, SimBroker
-from trading_pipeline.steps.closes import run_stop_loss_sweep
+from trading_pipeline.steps.closes import CLOSE_CONCURRENCY, run_stop_loss_sweep
 from trading_pipeline.store.database import Database, redact
 from trading_pipeline.store.migrate import upgrade
 from trading_pipeline.store.models import Base, Trade
@@ -90,6 +90,7 @@ class Measurement:
     peak_rss_mb: float
     closed: int = 0
     notes: str = ""
+    closes_seconds: float | None = None  # exits decided → the last close order answered
 
     @property
     def extrapolated(self) -> bool:
@@ -308,14 +309,24 @@ def seeded(backend: Backend, positions: int, symbols: int, exit_every: int, late
         yield db, sim, beyond
 
 
-def measure_ours(backend: Backend, positions: int, symbols: int, *, exit_every: int, latency_ms: int) -> Measurement:
-    variant = "ours"
+def measure_ours(
+    backend: Backend, positions: int, symbols: int, *, exit_every: int, latency_ms: int, sequential: bool = False
+) -> Measurement:
+    """`sequential`: closes one symbol after another (`close_concurrency=1`), the baseline of the concurrent
+    closes, measured in the same run."""
+    variant = "ours-seq" if sequential else "ours"
     with seeded(backend, positions, symbols, exit_every, latency_ms) as (db, sim, beyond):
         broker = make_broker(sim)
         guarded = GuardedBroker(broker, db.monitor.broker_call)
         with peak_rss() as rss:
             started = time.perf_counter()
-            result = run_stop_loss_sweep(db, guarded, run_id=f"bench-{variant}", now=sim.market.now)  # type: ignore[arg-type]
+            result = run_stop_loss_sweep(
+                db,
+                guarded,  # type: ignore[arg-type]
+                run_id=f"bench-{variant}",
+                now=sim.market.now,
+                close_concurrency=1 if sequential else CLOSE_CONCURRENCY,
+            )
             wall = time.perf_counter() - started
         broker.close()
         stats = db.monitor.stats()
@@ -338,6 +349,7 @@ def measure_ours(backend: Backend, positions: int, symbols: int, *, exit_every: 
             wall_seconds=wall,
             peak_rss_mb=rss(),
             closed=result.closed,
+            closes_seconds=result.last_close_submitted_s,
         )
 
 
@@ -470,6 +482,7 @@ COLUMNS = (
     ("peak checkouts", 14),
     ("transactions", 12),
     ("wall s", 9),
+    ("closes s", 9),
     ("peak RSS MB", 11),
 )
 
@@ -495,10 +508,17 @@ def format_case(case: CaseResult, quote_limit: int) -> str:
             str(m.peak_checkouts),
             str(m.transactions),
             _num(m.wall_seconds, x, 3),
+            "" if m.closes_seconds is None else f"{m.closes_seconds:,.3f}",
             f"{m.peak_rss_mb:,.0f}",
         ]
         lines.append("  ".join(cell.rjust(width) for cell, (_, width) in zip(cells, COLUMNS, strict=True)))
-    ours, naive = case.get("ours"), case.get("naive")
+    ours, naive, sequential = case.get("ours"), case.get("naive"), case.get("ours-seq")
+    if ours and sequential and ours.closes_seconds and sequential.closes_seconds:
+        lines.append(
+            f"closes: {ours.orders_submitted:.0f} orders, the last answered {ours.closes_seconds:.3f} s after the "
+            f"decision with {CLOSE_CONCURRENCY} workers vs {sequential.closes_seconds:.3f} s one after another "
+            f"(×{sequential.closes_seconds / ours.closes_seconds:,.1f}); ≤ 2 s {_ok(ours.closes_seconds <= 2)}"
+        )
     if ours and naive:
         lines.append(
             f"naive/ours: wall ×{naive.wall_seconds / ours.wall_seconds:,.1f}, quote requests "
@@ -612,6 +632,7 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> dict[str, Any]:
                     case = CaseResult(name, positions, symbols)
                     kw = {"exit_every": exit_every, "latency_ms": args.latency_ms}
                     case.measurements.append(measure_ours(backend, positions, symbols, **kw))
+                    case.measurements.append(measure_ours(backend, positions, symbols, sequential=True, **kw))
                     if not args.no_naive:
                         case.measurements.append(
                             measure_naive(backend, positions, symbols, sample=args.baseline_sample, **kw)

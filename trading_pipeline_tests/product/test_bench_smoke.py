@@ -25,8 +25,8 @@ def test_sweep_bench_runs_at_tiny_size_and_counts_what_it_claims() -> None:
     )  # fmt: skip
     [case] = report["cases"]
     by_variant = {m["variant"]: m for m in case["measurements"]}
-    assert set(by_variant) == {"ours", "naive"}
-    for name in ("ours",):
+    assert set(by_variant) == {"ours", "ours-seq", "naive"}
+    for name in ("ours", "ours-seq"):
         m = by_variant[name]
         assert m["quote_requests"] == 1  # 10 unique symbols, one multi-symbol request
         assert m["orders_submitted"] == 2 == m["closed"]  # every 10th of 20 positions is beyond its stop
@@ -39,6 +39,7 @@ def test_sweep_bench_runs_at_tiny_size_and_counts_what_it_claims() -> None:
     assert dagster["positions"] == 4 and dagster["dagster_run_median_s"] > 0
     text = out.getvalue()
     assert "## 20 positions / 10 symbols — sqlite" in text and "naive/ours: wall ×" in text
+    assert "closes: 2 orders, the last answered" in text  # concurrent vs one after another, same run
     assert "measured on 10 of 20 positions" in text
 
 
