@@ -90,7 +90,9 @@ class StopLossModel(RuleBasedStateMachine):
         order = self.sim.market.submit_order(
             {"symbol": symbol, "qty": str(qty), "side": "buy", "type": "market", "time_in_force": "day"}
         )
-        if order.status != "filled" or order.filled_avg_price is None:
+        if order.status == "partially_filled":  # the model takes what filled and cancels the rest
+            order = self.sim.market.cancel_order(order.id)
+        if order.filled_qty <= 0 or order.filled_avg_price is None:
             return
         price = order.filled_avg_price
         self.bought[symbol] += order.filled_qty
