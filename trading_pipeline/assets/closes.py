@@ -1,5 +1,6 @@
 """`closes`: the stop-loss sweep — the commit-early close protocol — and the checks on its outcome."""
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -110,6 +111,7 @@ def closes(
             severity="warning",
             source="closes",
         )
+    checks_started = time.perf_counter()  # the outcome checks' own cost, reported as `check_seconds`
     quotes = runs_repo.quotes_for_run(db, run_id)
     open_now, closing_now = trades_repo.open_trades(db), trades_repo.closing_trades(db)
     beyond = positions_beyond_stop(db, quotes, open_now, closing_now)
@@ -124,6 +126,7 @@ def closes(
         day=day,
     )
     stats = db.monitor.stats()
+    check_seconds = time.perf_counter() - checks_started
     return dg.MaterializeResult(
         metadata={
             "positions_checked": result.positions_checked,
@@ -154,6 +157,7 @@ def closes(
             "kill_switch": kill_switch_text(db),
             "daily_loss_breached": breached,
             **db_stats_metadata(stats),
+            "check_seconds": round(check_seconds, 4),
             **({"pnl_today": float(pnl_today)} if pnl_today is not None else {}),
         },
         check_results=[
