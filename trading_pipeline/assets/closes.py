@@ -1,18 +1,20 @@
 """`closes`: the stop-loss sweep — the commit-early close protocol — and the checks on its outcome."""
 
-from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from dagster import DagsterRunStatus, RunsFilter
 
 from trading_pipeline.assets.context import alert_daily_loss, day_start, guarded_broker, trading_date
 from trading_pipeline.checks import closes as closes_checks
+from trading_pipeline.checks import crosses
 from trading_pipeline.checks.limits import STOP_LOSS_RUNS_CONSIDERED
 from trading_pipeline.checks.metadata import db_stats_metadata, json_value, markdown_table, md, reasons_table
 from trading_pipeline.domain.calendar import session_bounds
 from trading_pipeline.domain.names import STOP_LOSS_JOB
-from trading_pipeline.domain.types import ExitReason, OrderSide
+from trading_pipeline.domain.types import ExitReason, OrderSide, Quote
 from trading_pipeline.monitoring.health import stop_loss_freshness
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
@@ -23,10 +25,12 @@ from trading_pipeline.steps.closes import run_stop_loss_sweep
 from trading_pipeline.steps.entries import enforce_daily_loss
 from trading_pipeline.steps.orders import TERMINAL_UNFILLED
 from trading_pipeline.store import orders_repository as orders_repo
+from trading_pipeline.store import outcome_aggregates_repository as outcome_repo
 from trading_pipeline.store import runs_repository as runs_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.alerts_repository import current_trading_state
 from trading_pipeline.store.database import Database
+from trading_pipeline.store.trades_repository import TradeRecord
 
 FINISHED = [DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED]
 
@@ -107,9 +111,22 @@ def closes(
             severity="warning",
             source="closes",
         )
-    beyond = positions_beyond_stop(db, run_id)
-    outcome_checks = outcome_check_results(context.instance, db, now=clock.timestamp, day=day)
+    checks_started = time.perf_counter()  # the outcome checks' own cost, reported as `check_seconds`
+    quotes = runs_repo.quotes_for_run(db, run_id)
+    open_now, closing_now = trades_repo.open_trades(db), trades_repo.closing_trades(db)
+    beyond = positions_beyond_stop(db, quotes, open_now, closing_now)
+    outcome_checks = outcome_check_results(
+        context.instance,
+        db,
+        run_id=run_id,
+        quotes=quotes,
+        open_now=open_now,
+        closing_now=closing_now,
+        now=clock.timestamp,
+        day=day,
+    )
     stats = db.monitor.stats()
+    check_seconds = time.perf_counter() - checks_started
     return dg.MaterializeResult(
         metadata={
             "positions_checked": result.positions_checked,
@@ -142,6 +159,7 @@ def closes(
             "kill_switch": kill_switch_text(db),
             "daily_loss_breached": breached,
             **db_stats_metadata(stats),
+            "check_seconds": round(check_seconds, 4),
             **({"pnl_today": float(pnl_today)} if pnl_today is not None else {}),
         },
         check_results=[
@@ -158,12 +176,14 @@ def kill_switch_text(db: Database) -> str:
     return f"HALTED by {state.actor}: {state.reason}" if state.halted else "trading"
 
 
-def positions_beyond_stop(db: Database, run_id: str) -> dict[str, str]:
+def positions_beyond_stop(
+    db: Database, quotes: dict[str, Quote], open_now: list[TradeRecord], closing_now: list[TradeRecord]
+) -> dict[str, str]:
     """Open trades whose quote from this run says they should have been stopped out (unjudged ones are
     already flagged by every_position_judged), and `closing` trades with no live close order at the broker:
     a close that was claimed but never accepted protects nothing, so it counts as beyond its stop."""
-    beyond, _ = closes_checks.beyond_stop(trades_repo.open_trades(db), runs_repo.quotes_for_run(db, run_id))
-    for trade in trades_repo.closing_trades(db):
+    beyond, _ = closes_checks.beyond_stop(open_now, quotes)
+    for trade in closing_now:
         order = orders_repo.get_order(db, trade.close_client_order_id) if trade.close_client_order_id else None
         if order is None or order.status in TERMINAL_UNFILLED:
             state = f"its close order {order.status}" if order else "no close order accepted by the broker"
@@ -173,32 +193,35 @@ def positions_beyond_stop(db: Database, run_id: str) -> dict[str, str]:
 
 
 def outcome_check_results(
-    instance: dg.DagsterInstance, db: Database, *, now: datetime, day
+    instance: dg.DagsterInstance,
+    db: Database,
+    *,
+    run_id: str,
+    quotes: dict[str, Quote],
+    open_now: list[TradeRecord],
+    closing_now: list[TradeRecord],
+    now: datetime,
+    day: date,
 ) -> list[dg.AssetCheckResult]:
-    """The day's outcomes: stops honoured (replay), BUY:SELL, and the stop-loss job's own run history."""
+    """The day's outcomes: stops honoured, BUY:SELL, and the stop-loss job's own run history. The stop
+    crosses come from the day's aggregates, folded in here from this run's own quotes (checks/crosses.py):
+    the work is the same in the day's last run as in its first."""
     bounds = session_bounds(day)
     day_start = bounds[0] if bounds else now - timedelta(hours=12)
     in_session = bounds is not None and bounds[0] <= now <= bounds[1]
-    runs_today = sorted(
-        instance.get_run_records(RunsFilter(job_name=STOP_LOSS_JOB, created_after=day_start)),
-        key=lambda r: r.create_timestamp,
-    )
-    run_ids = [r.dagster_run.run_id for r in runs_today]
-    trades = trades_repo.trades_active_since(db, day_start)
-    by_symbol: dict[str, list[closes_checks.RunQuote]] = defaultdict(list)
-    position = {run_id: i for i, run_id in enumerate(run_ids)}
-    for run_id, quote in runs_repo.quotes_of_runs(db, run_ids, {t.symbol for t in trades}):
-        by_symbol[quote.symbol].append(closes_checks.RunQuote(position[run_id], quote))
+    runs_today = instance.get_runs_count(RunsFilter(job_name=STOP_LOSS_JOB, created_after=day_start))
+    position = run_positions(instance, day_start, run_id)
+    outcome = fold_this_run(db, run_id, day, quotes, open_now, closing_now, position)
     sides = orders_repo.count_orders_by_side(db, since=day_start)
     finished = instance.get_run_records(
         RunsFilter(job_name=STOP_LOSS_JOB, statuses=FINISHED), limit=STOP_LOSS_RUNS_CONSIDERED
     )
     return [
-        closes_checks.stops_honoured(trades, by_symbol, run_ids=run_ids),
+        crosses.stops_honoured_from_day(outcome.live, outcome.closed_in_time, runs_today=runs_today),
         closes_checks.buy_sell_ratio(
             sides[OrderSide.BUY],
             sides[OrderSide.SELL],
-            open_positions=len(trades_repo.open_trades(db)),
+            open_positions=len(open_now),
             now=now,
             in_session=in_session,
             first_buy_at=orders_repo.first_order_at(db, OrderSide.BUY, since=day_start),
@@ -208,3 +231,66 @@ def outcome_check_results(
             [r.dagster_run.status.value for r in finished], stop_loss_freshness(instance, now=now.astimezone(UTC))
         ),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class DayCrosses:
+    live: list[outcome_repo.CrossRecord]
+    closed_in_time: int
+
+
+def fold_this_run(
+    db: Database,
+    run_id: str,
+    day: date,
+    quotes: dict[str, Quote],
+    open_now: list[TradeRecord],
+    closing_now: list[TradeRecord],
+    position: crosses.RunPosition,
+) -> DayCrosses:
+    """Read the day's aggregates, fold this run's quotes in, store the change in one short transaction."""
+    seen = outcome_repo.read_day(db, day)
+    if seen.last_run_id == run_id:  # a retried step of a run already folded in: never count it twice
+        return DayCrosses(list(seen.crosses), seen.crosses_closed_in_time)
+    first_quote = min((q.timestamp for q in quotes.values()), default=None)
+    closed_during = trades_repo.closed_trades_since(db, first_quote) if first_quote is not None else []
+    open_ids = [c.trade_id for c in seen.crosses if c.state is outcome_repo.CrossState.OUTSTANDING]
+    fold = crosses.fold_run(
+        seen,
+        candidates=[*open_now, *closing_now, *closed_during],
+        current=trades_repo.trades_by_ids(db, open_ids),
+        quotes=quotes,
+        run_index=position(run_id),
+        run_position=position,
+    )
+    outcome_repo.apply_run(
+        db,
+        seen,
+        run_id=run_id,
+        new_crosses=fold.new_crosses,
+        resolved=fold.resolved,
+        closed_in_time=fold.closed_in_time,
+    )
+    return DayCrosses(fold.live, seen.crosses_closed_in_time + fold.closed_in_time)
+
+
+def run_positions(instance: dg.DagsterInstance, day_start: datetime, run_id: str) -> crosses.RunPosition:
+    """A run's index among the day's stop-loss runs by creation (what the replay numbered runs by), from two
+    small run-storage reads per distinct run asked about: this run, and rarely a run that closed a trade."""
+    cache: dict[str, int | None] = {}
+
+    def position(wanted: str | None) -> int | None:
+        if not wanted:
+            return None
+        if wanted not in cache:
+            record = instance.get_run_record_by_id(wanted)
+            if record is None or record.dagster_run.job_name != STOP_LOSS_JOB or record.create_timestamp <= day_start:
+                cache[wanted] = None
+            else:
+                earlier = RunsFilter(
+                    job_name=STOP_LOSS_JOB, created_after=day_start, created_before=record.create_timestamp
+                )
+                cache[wanted] = instance.get_runs_count(earlier)
+        return cache[wanted]
+
+    return position

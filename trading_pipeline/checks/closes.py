@@ -155,25 +155,41 @@ def stops_honoured(
                 late[label] = f"crossed in run {cross.run_index}, closed in run {closed_in}"
         elif trade.closed_at is None and last_run - cross.run_index >= max_runs:
             late[label] = f"crossed {cross.quote.timestamp:%H:%M:%S} UTC (run {cross.run_index}), still not closed"
+    return stops_honoured_result(crosses, late, runs_today=len(run_ids), max_runs=max_runs)
+
+
+def stops_honoured_result(
+    crosses: int, late: Mapping[str, str], *, runs_today: int, max_runs: int = CROSS_TO_CLOSE_MAX_RUNS
+) -> dg.AssetCheckResult:
+    """The verdict, from the replay above or from the day's aggregates (checks/crosses.py) alike."""
     return result(
         "stops_honoured",
         not late,
         f"{crosses} stop crosses today, {len(late)} not closed within {max_runs} runs",
-        numbers={"crosses": crosses, "late_or_missing_closes": len(late), "runs_today": len(run_ids)},
-        problems=late,
+        numbers={"crosses": crosses, "late_or_missing_closes": len(late), "runs_today": runs_today},
+        problems=dict(late),
     )
 
 
-def _first_cross(trade: TradeRecord, quotes: Sequence[RunQuote]) -> RunQuote | None:
+def quote_in_window(trade: TradeRecord, quote: Quote) -> bool:
+    """A quote says something about a trade only while it was held: from its entry to its close."""
+    return quote.timestamp >= trade.entry_at and (trade.closed_at is None or quote.timestamp <= trade.closed_at)
+
+
+def crosses_stop(trade: TradeRecord, quote: Quote) -> bool:
     assert trade.stop_loss is not None
+    if trade.side is PositionSide.LONG:
+        return quote.bid <= trade.stop_loss
+    return quote.ask >= trade.stop_loss
+
+
+def _first_cross(trade: TradeRecord, quotes: Sequence[RunQuote]) -> RunQuote | None:
     for item in quotes:
         if item.quote.timestamp < trade.entry_at:
             continue
-        if trade.closed_at is not None and item.quote.timestamp > trade.closed_at:
+        if not quote_in_window(trade, item.quote):
             break
-        price = item.quote.bid if trade.side is PositionSide.LONG else item.quote.ask
-        crossed = price <= trade.stop_loss if trade.side is PositionSide.LONG else price >= trade.stop_loss
-        if crossed:
+        if crosses_stop(trade, item.quote):
             return item
     return None
 

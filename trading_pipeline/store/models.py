@@ -217,3 +217,33 @@ class TradingStateChange(Base):
     actor: Mapped[str] = mapped_column(sa.String(120))
     reason: Mapped[str] = mapped_column(sa.Text)
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class OutcomeDay(Base):
+    """The day's outcome aggregates, folded in by each stop-loss run from its own data, so the outcome checks
+    read one row and the open crosses instead of replaying every earlier run of the day."""
+
+    __tablename__ = "outcome_days"
+
+    trading_day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    runs_applied: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_run_id: Mapped[str | None] = mapped_column(sa.String(64))
+    crosses_closed_in_time: Mapped[int] = mapped_column(sa.Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
+
+
+class OutcomeCross(Base):
+    """A trade's first stop cross of the day, as seen in one stop-loss run's own quotes, and how it ended."""
+
+    __tablename__ = "outcome_crosses"
+    __table_args__ = (sa.Index("ix_outcome_crosses_trading_day_state", "trading_day", "state"),)
+
+    trading_day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    trade_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    symbol: Mapped[str] = mapped_column(sa.String(16))
+    entry_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    run_index: Mapped[int] = mapped_column(sa.Integer)
+    crossed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    state: Mapped[str] = mapped_column(sa.String(16))  # CrossState by name
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)

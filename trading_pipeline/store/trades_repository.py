@@ -323,3 +323,14 @@ def closed_trades_since(db: Database, since: datetime) -> list[TradeRecord]:
             .order_by(Trade.closed_at)
         )
         return [trade_record(row) for row in rows]
+
+
+def trades_by_ids(db: Database, trade_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, TradeRecord]:
+    """The current rows of a few trades (the day's open stop crosses), as plain records."""
+    wanted = sorted(set(trade_ids))
+    if not wanted:
+        return {}
+    columns = [getattr(Trade, name) for name in _TRADE_FIELDS]
+    with db.transaction() as session:
+        rows = session.execute(sa.select(*columns).where(Trade.id.in_(wanted))).all()
+    return {record.id: record for record in (TradeRecord(*row) for row in rows)}

@@ -1,0 +1,194 @@
+"""A whole trading day through the real stop-loss job: does run R cost what run 1 did?
+
+    python -m bench.day --positions 2000 --runs 30                    # SQLite, ≈ 2 min
+    python -m bench.day --positions 10000 --runs 195 --backend postgres --json
+
+Seeds `--positions` open long trades over positions / 5 symbols (1 in 100 beyond its stop at the open, so the
+first run closes them), then executes `stop_loss_job` (quotes → positions → closes and its checks) in process
+`--runs` times on one Dagster instance, the sim's market advanced 2 minutes between runs from the session's
+open (09:31 ET), with `--latency-ms` added to every sim request. For run 1 and run R it prints:
+
+- `check_s`: the outcome checks' own time inside the `closes` step (its `check_seconds` metadata: the
+  beyond-stop and outcome checks, the day's aggregates folded in, and the DB health check);
+- `longest_txn_ms`: the run's longest DB transaction (`DatabaseMonitor`, the closes step's metadata);
+- `broker_requests`: every request the sim received during the run; `floor_requests`: 1 clock, 1 positions,
+  1 open-orders listing, ⌈symbols / quote chunk limit⌉ quotes, 1 per close order and, when there was one,
+  1 listing to look up fills;
+- `wall_s`: launch → end of `execute_in_process`.
+
+Goals (issue 16): each figure of run R ≤ 1.2 × run 1, longest transaction < 50 ms, requests ≤ floor + 10 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.sweep import REPO_ROOT, SEED, Backend, seed_positions
+from trading_pipeline.broker.alpaca import QUOTE_CHUNK_SIZE
+from trading_pipeline.sim.server import SimBroker
+
+OPEN = datetime(2026, 11, 24, 14, 31, tzinfo=UTC)  # a Tuesday, one minute after the open
+RUN_EVERY = timedelta(minutes=2)
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+@dataclass
+class RunFigures:
+    check_s: float
+    longest_txn_ms: float
+    broker_requests: int
+    floor_requests: int
+    wall_s: float
+    closed: int
+    unique_symbols: int
+
+
+def floor_requests(unique_symbols: int, close_orders: int, chunk: int = QUOTE_CHUNK_SIZE) -> int:
+    """The fewest requests a stop-loss run can make (issue 16)."""
+    return 3 + math.ceil(unique_symbols / chunk) + close_orders + (1 if close_orders else 0)
+
+
+def closes_metadata(result: Any) -> dict[str, Any]:
+    for materialization in result.asset_materializations_for_node("closes"):
+        return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    raise SystemExit(f"stop_loss_job did not materialize closes: run {result.run_id}")
+
+
+@contextmanager
+def dagster_env(sim: SimBroker, url: str) -> Iterator[Path]:
+    """The product's own settings from the environment (as `dagster dev` would see them), and a
+    project-local Dagster home, both undone at the end."""
+    saved = dict(os.environ)
+    home = Path(tempfile.mkdtemp(prefix="bench_day_home_"))
+    try:
+        os.environ.update(sim.env())
+        os.environ["DATABASE_URL"] = url
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+        yield home
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run_day(
+    backend: Backend,
+    positions: int,
+    runs: int,
+    *,
+    latency_ms: int,
+    say: Any = None,
+) -> list[RunFigures]:
+    import dagster as dg
+
+    from trading_pipeline.definitions import build_definitions, build_resources
+    from trading_pipeline.domain.names import STOP_LOSS_JOB
+    from trading_pipeline.settings import Settings
+    from trading_pipeline.store.database import Database
+
+    symbols = max(1, positions // 5)
+    url = backend.fresh()
+    universe = max(300, int(symbols * 1.15) + 50)
+    figures: list[RunFigures] = []
+    with SimBroker(seed=SEED, n_symbols=universe, start=OPEN, realtime=False) as sim:
+        with Database(url) as db:
+            seed_positions(db, sim, positions, symbols, exit_every=100)
+        sim.faults.configure(latency_ms=latency_ms)
+        with dagster_env(sim, url) as home, dg.DagsterInstance.from_config(str(home)) as instance:
+            job = build_definitions(build_resources(Settings.from_env())).resolve_job_def(STOP_LOSS_JOB)
+            for index in range(runs):
+                if index:
+                    sim.market.advance(RUN_EVERY)
+                sim.reset_counters()
+                started = time.perf_counter()
+                result = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+                wall = time.perf_counter() - started
+                if not result.success:
+                    raise SystemExit(f"stop_loss_job failed in run {index + 1}: {result.run_id}")
+                meta = closes_metadata(result)
+                requests = sum(sim.counters()["requests"].values())
+                run = RunFigures(
+                    check_s=float(meta["check_seconds"]),
+                    longest_txn_ms=float(meta["db_longest_transaction_ms"]),
+                    broker_requests=requests,
+                    floor_requests=floor_requests(int(meta["unique_symbols"]), int(meta["orders_submitted"])),
+                    wall_s=wall,
+                    closed=int(meta["closed"]),
+                    unique_symbols=int(meta["unique_symbols"]),
+                )
+                figures.append(run)
+                if say is not None:
+                    say(
+                        f"run {index + 1:>3}: check {run.check_s:.3f} s, longest tx {run.longest_txn_ms:.1f} ms, "
+                        f"requests {run.broker_requests} (floor {run.floor_requests}), wall {run.wall_s:.2f} s, "
+                        f"closed {run.closed}"
+                    )
+    return figures
+
+
+FIELDS = ("check_s", "longest_txn_ms", "broker_requests", "floor_requests", "wall_s")
+
+
+def summary(figures: list[RunFigures]) -> dict[str, dict[str, float]]:
+    first, last = asdict(figures[0]), asdict(figures[-1])
+    return {"first": {k: first[k] for k in FIELDS}, "last": {k: last[k] for k in FIELDS}}
+
+
+def render(result: dict[str, dict[str, float]], runs: int) -> str:
+    first, last = result["first"], result["last"]
+    lines = [f"{'figure':<16}{'run 1':>12}{f'run {runs}':>12}{'ratio':>9}"]
+    for name in FIELDS:
+        ratio = last[name] / first[name] if first[name] else float("nan")
+        lines.append(f"{name:<16}{first[name]:>12.3f}{last[name]:>12.3f}{ratio:>9.2f}")
+    for label, run in (("run 1", first), (f"run {runs}", last)):
+        over = run["broker_requests"] / run["floor_requests"] - 1
+        lines.append(f"{label}: requests {over:+.0%} over the floor")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.day", description=__doc__.split("\n")[0])
+    parser.add_argument("--positions", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--postgres-url", default=os.environ.get("TEST_DATABASE_URL", POSTGRES_URL))
+    parser.add_argument("--latency-ms", type=int, default=20, help="added latency per sim request (default 20)")
+    parser.add_argument("--json", action="store_true", help='print one object: {"first": {...}, "last": {...}}')
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.positions < 5:
+        parser.error("--runs must be ≥ 1 and --positions ≥ 5")
+    workdir = Path(tempfile.mkdtemp(prefix="bench_day_"))
+    name = "postgresql" if args.backend == "postgres" else "sqlite"
+    backend = Backend(name, workdir, args.postgres_url if name == "postgresql" else None)
+    say = None if args.json else (lambda text: print(text, flush=True))
+    try:
+        figures = run_day(backend, args.positions, args.runs, latency_ms=args.latency_ms, say=say)
+    finally:
+        backend.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    result = summary(figures)
+    if args.json:
+        json.dump(result, sys.stdout)
+        print()
+    else:
+        print(f"\n{args.positions} positions, {args.runs} runs, {args.backend}, {args.latency_ms} ms latency")
+        print(render(result, args.runs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

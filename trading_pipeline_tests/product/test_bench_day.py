@@ -1,0 +1,24 @@
+"""`python -m bench.day` at a small size: the JSON shape, and figures that agree with each other."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+from bench import day
+
+
+def test_bench_day_prints_first_and_last_run_figures() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert day.main(["--positions", "50", "--runs", "3", "--latency-ms", "0", "--json"]) == 0
+    result = json.loads(out.getvalue())
+    assert set(result) == {"first", "last"}
+    for run in result.values():
+        assert set(run) == {"check_s", "longest_txn_ms", "broker_requests", "floor_requests", "wall_s"}
+        assert run["broker_requests"] >= run["floor_requests"] >= 4  # clock, positions, orders, ≥ 1 quote request
+        assert 0 < run["check_s"] < run["wall_s"] and 0 < run["longest_txn_ms"] < run["wall_s"] * 1000
+    # 50 positions over 10 symbols, 1 in 100 beyond its stop: run 1 closes it (floor + its order and a listing).
+    assert result["first"]["floor_requests"] == day.floor_requests(10, 1) == 6
+    assert result["last"]["floor_requests"] == day.floor_requests(10, 0) == 4
