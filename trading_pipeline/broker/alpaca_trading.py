@@ -221,8 +221,10 @@ class TradingCalls(AlpacaCalls):
                 continue
             return self._confirm_fill(to_broker_order(order))
 
-    def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        """Submit once, idempotently by client_order_id (see the module docstring)."""
+    def submit_order(self, request: OrderRequest, *, confirm_fill: bool = True) -> BrokerOrder:
+        """Submit once, idempotently by client_order_id (see the module docstring). `confirm_fill`: look a
+        market order up briefly to report its fill (False: the caller looks fills up in one listing)."""
+        confirm = self._confirm_fill if confirm_fill else (lambda order: order)
         if not request.client_order_id:
             raise OrderRejected("every order needs a client_order_id: it is how a lost response is resolved")
         sdk_request = sdk_order_request(request)
@@ -246,11 +248,11 @@ class TradingCalls(AlpacaCalls):
                     existing = self._resolve_ambiguous_submit(cid, failure)
                     if existing is not None:
                         log.info("ambiguous submit resolved by client_order_id", extra={"client_order_id": cid})
-                        return self._confirm_fill(existing)
+                        return confirm(existing)
                 if attempt < self.retry.max_attempts:
                     self._backoff("submit_order", attempt, failure)
                 continue
-            return self._confirm_fill(to_broker_order(submitted))
+            return confirm(to_broker_order(submitted))
         assert last is not None
         raise BrokerUnavailable(
             f"submit_order {cid}: not accepted after {attempt} attempts ({describe(last)}); the broker has no "

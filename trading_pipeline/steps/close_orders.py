@@ -85,7 +85,8 @@ def close_position(
         return
     result.orders_submitted += 1
     book.take(symbol, trade.qty)
-    record_close_order(db, trade, order, result=result, reason=decision.reason, run_id=run_id)
+    # Recorded once the sweep has looked the fills of all its closes up in one listing (steps/close_fills.py).
+    result.awaiting_fill.append((trade, order, decision.reason))
 
 
 def _submit(
@@ -99,7 +100,7 @@ def _submit(
 ) -> BrokerOrder | None:
     for attempt in (1, 2):
         try:
-            return broker.submit_order(request)
+            return broker.submit_order(request, confirm_fill=False)
         except OrderRejected as exc:
             held_refusal = any(text in exc.message.lower() for text in HELD_QTY_REFUSALS)
             if attempt == 1 and held_refusal:

@@ -9,6 +9,8 @@
    connection checked out) → record the fill (own transaction) — steps/close_orders.py. Symbols are closed
    at once by up to `CLOSE_CONCURRENCY` workers (each symbol's trades in turn, since each close is sized
    against what the earlier ones left), so 100 closes cost a few round trips of wall time, not 100 × 2.
+5. the fills of all the run's closes, looked up in one listing of the run's orders (steps/close_fills.py),
+   then recorded, each in its own short transaction
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from trading_pipeline.domain.drift import split_like_ratio
 from trading_pipeline.domain.exits import ExitDecision, InvalidQuote, decide_exit, next_high_water_mark
 from trading_pipeline.domain.types import Quote
 from trading_pipeline.steps.broker_book import BrokerBook
+from trading_pipeline.steps.close_fills import AwaitingFill, record_fills
 from trading_pipeline.steps.close_orders import close_position
 from trading_pipeline.steps.leftovers import LEFTOVER_GRACE, resolve_leftover_closes
 from trading_pipeline.steps.sweep_result import SweepResult
@@ -139,6 +142,10 @@ def run_stop_loss_sweep(
         result.absorb(part)
     if groups:
         result.last_close_submitted_s = round(time.perf_counter() - started, 3)
+    awaiting = [AwaitingFill(trade, order, reason) for trade, order, reason in result.awaiting_fill]
+    result.awaiting_fill = []
+    if awaiting:
+        record_fills(db, broker, awaiting, result=result, run_id=run_id, since=decision_time)
     return result
 
 

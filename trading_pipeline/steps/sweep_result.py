@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 
 @dataclass
@@ -35,6 +36,8 @@ class SweepResult:
     book_problems: dict[str, str] = field(default_factory=dict)
     split_suspects: dict[str, str] = field(default_factory=dict)  # not sold: quantity moved like a split
     close_workers: int = 0  # symbols closed at once (bounded concurrency)
+    fill_listings: int = 0  # listings that looked the run's close fills up (one per pass, not one per order)
+    awaiting_fill: list[Any] = field(default_factory=list)  # closes sent, their fills looked up after the batch
     last_close_submitted_s: float | None = None  # from the exits decided to the last close order's answer
 
     def absorb(self, part: SweepResult) -> None:

@@ -109,10 +109,10 @@ class KillingBroker:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def submit_order(self, request: Any) -> Any:
+    def submit_order(self, request: Any, **options: Any) -> Any:
         if not self.terminated:
             self.terminated = terminate(self._url)
-        return self._inner.submit_order(request)
+        return self._inner.submit_order(request, **options)
 
 
 def test_connections_terminated_between_transactions_are_replaced(url: str, sim: SimBroker) -> None:

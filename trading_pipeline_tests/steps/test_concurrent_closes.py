@@ -1,5 +1,6 @@
 """Closes run for several symbols at once (bounded by `close_concurrency`): every crossed position is sold exactly
-once, two trades in one symbol are still sized one after the other, and the counts add up across the workers."""
+once, two trades in one symbol are still sized one after the other, the counts add up across the workers, and
+the fills are read from a listing of the run's orders, not looked up one by one."""
 
 from __future__ import annotations
 
@@ -32,7 +33,12 @@ def test_twenty_crossed_symbols_close_concurrently_each_exactly_once(database_ur
         sim.market.gap(symbol, -15)
     sim.faults.configure(latency_ms=20)  # requests overlap in the sim
     broker = make_broker(sim)
+    sim.reset_counters()
     result = run_stop_loss_sweep(db, broker, run_id="many", now=sim.market.now, max_quote_age=None)
+    # 20 POSTs, and their fills read in listings of the run's orders, never one look-up per order.
+    assert sim.requests("POST /v2/orders") == 20 and sim.requests("GET /v2/orders:by_client_order_id") == 0
+    assert 1 <= result.fill_listings <= 3
+    assert sim.requests("GET /v2/orders") == 1 + result.fill_listings  # + the book's one open-orders listing
 
     assert result.close_workers == min(CLOSE_CONCURRENCY, len(symbols))
     sold = Counter()
