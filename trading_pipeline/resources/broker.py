@@ -25,7 +25,7 @@ class BrokerResource(dg.ConfigurableResource):
     _client: Broker | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._client = self.build()
+        self._client = self._run_client()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         close = getattr(self._client, "close", None)
@@ -53,5 +53,11 @@ class BrokerResource(dg.ConfigurableResource):
 
     def client(self) -> Broker:
         if self._client is None:
-            self._client = self.build()
+            self._client = self._run_client()
         return self._client
+
+    def _run_client(self) -> Broker:
+        """The run's client: its steps share one clock reading (broker/run_clock.py)."""
+        from trading_pipeline.broker.run_clock import RunClock
+
+        return RunClock(self.build())  # type: ignore[return-value]
