@@ -44,6 +44,10 @@ DEFAULT_LIMIT = 200
 DEFAULT_WINDOW_SECONDS = 60.0
 # Alpaca's reset is whole epoch seconds and the two clocks are never quite equal: trust a reset this much late.
 RESET_MARGIN_SECONDS = 0.25
+# Refill arithmetic in floats of epoch seconds (a quarter-microsecond apart): a token a ten-thousandth short is
+# there, and a wait is never shorter than a millisecond (an epoch's float could not add a nanosecond).
+_EPSILON = 1e-4
+_MIN_WAIT_SECONDS = 0.001
 
 
 class Priority(enum.IntEnum):
@@ -159,7 +163,7 @@ class RateLimiter:
                             f"({self._describe(now)})"
                         )
                     step = wait if wait > 0 and not outranked else deadline - now
-                    self._clock.wait(self._cond, max(min(step, deadline - now), 0.0))
+                    self._clock.wait(self._cond, max(min(step, deadline - now), _MIN_WAIT_SECONDS))
             finally:
                 self._queued[priority] -= 1
                 self._cond.notify_all()  # a more urgent caller leaving the queue lets the others go
@@ -235,7 +239,7 @@ class RateLimiter:
     def _wait_for_token(self, now: float, reserve: int) -> float:
         """Seconds until a token is free beyond `reserve` (0 or less: now)."""
         needed = reserve + 1
-        if self._available() >= needed:
+        if self._available() + _EPSILON >= needed:
             return 0.0
         if self._server_remaining is not None and self._server_remaining < needed:
             assert self._server_reset is not None
@@ -246,7 +250,7 @@ class RateLimiter:
         return (needed - self._tokens) / rate
 
     def _take(self) -> None:
-        self._tokens -= 1
+        self._tokens = max(self._tokens - 1, 0.0)
         if self._server_remaining is not None:
             self._server_remaining -= 1
 
