@@ -7,6 +7,8 @@ the host roots differ, passed to the SDK as `url_override`. What this adapter ad
 - retries with exponential backoff + jitter, bounded by `RetryPolicy.max_attempts` (`alpaca_calls.py`);
 - idempotent order submits by client_order_id (`alpaca_trading.py`);
 - chunked, validated latest quotes (`alpaca_market_data.py`);
+- one rate budget per key and API in the process, closes first (`rate_limit.py`): every instance for the same
+  key and host shares it, so two brokers in one process cannot together overrun Alpaca's 200/min;
 - SDK models become the product's types (`alpaca_models.py`). Keys never appear in reprs, logs or errors.
 """
 
@@ -25,6 +27,7 @@ from alpaca.trading.client import TradingClient
 from trading_pipeline.broker.alpaca_market_data import DEFAULT_FEED, QUOTE_CHUNK_SIZE, MarketDataCalls
 from trading_pipeline.broker.alpaca_trading import DEFAULT_FILL_WAIT_SECONDS, TradingCalls
 from trading_pipeline.broker.base import ConfigurationError
+from trading_pipeline.broker.rate_limit import RateLimiter, shared_limiter
 from trading_pipeline.broker.retry import RetryPolicy
 from trading_pipeline.broker.sdk import harden_client
 from trading_pipeline.settings import Settings, TradingMode
@@ -52,7 +55,11 @@ class AlpacaBroker(TradingCalls, MarketDataCalls):
         fill_wait_seconds: float = DEFAULT_FILL_WAIT_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         jitter: random.Random | None = None,
+        trading_limiter: RateLimiter | None = None,
+        data_limiter: RateLimiter | None = None,
     ) -> None:
+        """`trading_limiter` / `data_limiter`: the rate budgets to spend; by default the process's shared ones
+        for this key at these hosts (a test passes its own, on a fake clock)."""
         if not api_key or not secret_key:
             raise ConfigurationError(
                 "Alpaca keys are missing: set ALPACA_API_KEY and ALPACA_SECRET_KEY "
@@ -75,8 +82,13 @@ class AlpacaBroker(TradingCalls, MarketDataCalls):
         self._trading = TradingClient(api_key, secret_key, paper=paper, url_override=self.trading_url)
         self._data = StockHistoricalDataClient(api_key, secret_key, url_override=self.data_url)
         self._corporate = CorporateActionsClient(api_key, secret_key, url_override=self.data_url)
-        for client in (self._trading, self._data, self._corporate):
-            harden_client(client, timeout)
+        trading_host = self.trading_url or ("paper-api.alpaca.markets" if paper else "api.alpaca.markets")
+        self.trading_limiter = trading_limiter or shared_limiter("trading", trading_host, api_key)
+        # Corporate actions are served by the data API and count against its budget.
+        self.data_limiter = data_limiter or shared_limiter("data", self.data_url or "data.alpaca.markets", api_key)
+        harden_client(self._trading, timeout, self.trading_limiter)
+        harden_client(self._data, timeout, self.data_limiter)
+        harden_client(self._corporate, timeout, self.data_limiter)
 
     @classmethod
     def from_settings(

@@ -1,7 +1,9 @@
 """The request discipline every Alpaca call goes through: one attempt budget, retries with backoff and
 jitter on 429/5xx/timeouts/connection errors (Retry-After honoured), then `BrokerUnavailable`; and the
 mapping of the SDK's failures to the product's errors (404 → NotFound, 401 → a message naming the keys,
-403/422 on an order → OrderRejected in the broker's own words)."""
+403/422 on an order → OrderRejected in the broker's own words). Every call spends its priority of the
+process's rate budget (`OPERATION_PRIORITY`, `rate_limit.py`); a refused token is `RateBudgetExhausted`, raised
+as is: nothing was sent, so there is nothing to retry or resolve."""
 
 from __future__ import annotations
 
@@ -12,12 +14,27 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from trading_pipeline.broker.base import BrokerError, BrokerUnavailable, NotFound, OrderRejected
+from trading_pipeline.broker.rate_limit import Priority, spending
 from trading_pipeline.broker.retry import RetryPolicy
 from trading_pipeline.broker.sdk import Failure, error_details
 
 log = logging.getLogger("trading_pipeline.broker.alpaca")
 
 T = TypeVar("T")
+
+# What each broker method spends; anything not named is reconciliation. `submit_order` decides per order
+# (an entry's id says "open"; closes and protective legs go first), see `alpaca_trading.order_priority`.
+OPERATION_PRIORITY: dict[str, Priority] = {
+    "close_position": Priority.CLOSE,
+    "cancel_order": Priority.CLOSE,  # protective legs must go before a close can sell their qty
+    "latest_quotes": Priority.CLOSE,  # the stop decisions wait on them (the data API's own budget)
+    "active_assets": Priority.ENTRY,
+    "daily_bars": Priority.ENTRY,
+}
+
+
+def operation_priority(operation: str) -> Priority:
+    return OPERATION_PRIORITY.get(operation, Priority.RECONCILE)
 
 
 @dataclass
@@ -38,12 +55,20 @@ class AlpacaCalls:
         self, operation: str, fn: Callable[[], T], attempts: Attempts | None = None, *, order_call: bool = False
     ) -> T:
         """Run one SDK call with retries; map failures to the product's errors."""
+        with spending(operation_priority(operation)):
+            return self._call_with_retries(operation, fn, attempts, order_call=order_call)
+
+    def _call_with_retries(
+        self, operation: str, fn: Callable[[], T], attempts: Attempts | None, *, order_call: bool
+    ) -> T:
         tries = attempts or Attempts()
         first = tries.count
         while True:
             tries.count += 1
             try:
                 return fn()
+            except BrokerError:
+                raise  # our own refusal from the transport (RateBudgetExhausted): nothing was sent
             except Exception as exc:
                 failure = error_details(exc)
                 if failure is None:

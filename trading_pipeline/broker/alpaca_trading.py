@@ -42,8 +42,10 @@ from trading_pipeline.broker.base import (
     OrderType,
     TradingSession,
 )
+from trading_pipeline.broker.rate_limit import Priority, spending
 from trading_pipeline.broker.sdk import Failure, error_details
-from trading_pipeline.domain.types import PositionSide
+from trading_pipeline.domain.ids import parse_client_order_id
+from trading_pipeline.domain.types import OrderAction, PositionSide
 
 log = logging.getLogger("trading_pipeline.broker.alpaca")
 
@@ -195,11 +197,17 @@ class TradingCalls(AlpacaCalls):
     def close_position(self, symbol: str) -> BrokerOrder:
         """Market order closing the whole position. Only a 429 is retried: Alpaca gives the close order no
         client_order_id of ours, so after an ambiguous failure the caller must look at positions/orders."""
+        with spending(Priority.CLOSE):
+            return self._close_position(symbol)
+
+    def _close_position(self, symbol: str) -> BrokerOrder:
         attempt = 0
         while True:
             attempt += 1
             try:
                 order = self._trading.close_position(symbol)
+            except BrokerError:
+                raise  # RateBudgetExhausted: refused before sending
             except Exception as exc:
                 failure = error_details(exc)
                 if failure is None:
@@ -224,9 +232,13 @@ class TradingCalls(AlpacaCalls):
     def submit_order(self, request: OrderRequest, *, confirm_fill: bool = True) -> BrokerOrder:
         """Submit once, idempotently by client_order_id (see the module docstring). `confirm_fill`: look a
         market order up briefly to report its fill (False: the caller looks fills up in one listing)."""
-        confirm = self._confirm_fill if confirm_fill else (lambda order: order)
         if not request.client_order_id:
             raise OrderRejected("every order needs a client_order_id: it is how a lost response is resolved")
+        with spending(order_priority(request)):
+            return self._submit_order(request, confirm_fill)
+
+    def _submit_order(self, request: OrderRequest, confirm_fill: bool) -> BrokerOrder:
+        confirm = self._confirm_fill if confirm_fill else (lambda order: order)
         sdk_request = sdk_order_request(request)
         cid = request.client_order_id
         attempt = 0
@@ -235,6 +247,8 @@ class TradingCalls(AlpacaCalls):
             attempt += 1
             try:
                 submitted = self._trading.submit_order(sdk_request)
+            except BrokerError:
+                raise  # RateBudgetExhausted: refused before sending, so no order exists
             except Exception as exc:
                 failure = error_details(exc)
                 if failure is None:
@@ -309,6 +323,15 @@ class TradingCalls(AlpacaCalls):
             self._sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.25)
         return current
+
+
+def order_priority(request: OrderRequest) -> Priority:
+    """An entry (our id says "open") spends the entries' budget; every other order — a close, a protective
+    stop or take-profit, an order whose id is not ours — goes ahead of reconciliation and entries."""
+    parsed = parse_client_order_id(request.client_order_id)
+    if parsed is not None and parsed[1] is OrderAction.OPEN:
+        return Priority.ENTRY
+    return Priority.CLOSE
 
 
 def _position(p: Any) -> BrokerPosition:

@@ -213,6 +213,11 @@ class BrokerUnavailable(BrokerError):
     """Retries exhausted (429/5xx/timeouts): the broker could not be reached reliably."""
 
 
+class RateBudgetExhausted(BrokerError):
+    """Not sent: the process's rate budget for this kind of request ran out (see `broker/rate_limit.py`).
+    Nothing reached the broker, so an entry refused this way can be dropped without reconciling it."""
+
+
 class OrderRejected(BrokerError):
     """The broker refused the order (422/403); the message is the broker's."""
 

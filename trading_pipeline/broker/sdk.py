@@ -7,6 +7,9 @@
   and retry in the adapter, resolving ambiguous submits by client_order_id. urllib3's retries are off too.
 - `APIError.code` / `.message` parse the body as JSON and raise when it is not JSON or has no `code`
   (the data API's errors have none). `error_details` reads status, message and Retry-After defensively.
+- It exposes no response headers. The same transport adapter is where every HTTP request it sends takes a
+  token from the rate limiter first and hands the response's X-RateLimit-* headers back to it (`rate_limit.py`):
+  `HTTPAdapter.send` is requests' own extension point, and it sees retries and pagination too.
 """
 
 from __future__ import annotations
@@ -19,26 +22,34 @@ import requests
 from alpaca.common.exceptions import APIError
 from requests.adapters import HTTPAdapter
 
+from trading_pipeline.broker.rate_limit import RateLimiter, current_priority
 from trading_pipeline.broker.retry import RETRYABLE_STATUSES, parse_retry_after
 
 _MAX_MESSAGE = 300
 
 
 class _DefaultTimeoutAdapter(HTTPAdapter):
-    """Applies `timeout` to requests sent without one (all of alpaca-py's), and never retries itself."""
+    """Applies `timeout` to requests sent without one (all of alpaca-py's), never retries itself, and paces
+    every request through `limiter` (when given) at the priority the calling broker method spends."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, limiter: RateLimiter | None = None) -> None:
         super().__init__(max_retries=0)
         self.timeout = timeout
+        self.limiter = limiter
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
-        return super().send(request, *args, **kwargs)
+        if self.limiter is not None:
+            self.limiter.acquire(current_priority())  # RateBudgetExhausted: nothing was sent
+        response = super().send(request, *args, **kwargs)
+        if self.limiter is not None:
+            self.limiter.observe_headers(response.headers)
+        return response
 
 
-def harden_client(client: Any, timeout: float) -> None:
-    """Give an alpaca-py REST client a request timeout and switch off its built-in retry."""
+def harden_client(client: Any, timeout: float, limiter: RateLimiter | None = None) -> None:
+    """Give an alpaca-py REST client a request timeout, switch off its built-in retry, and pace it."""
     session = getattr(client, "_session", None)
     if not isinstance(session, requests.Session) or not hasattr(client, "_retry"):
         # Fail at construction, not in production: the SDK's internals moved and the guards above are gone.
@@ -46,7 +57,7 @@ def harden_client(client: Any, timeout: float) -> None:
             f"{type(client).__name__} no longer exposes _session/_retry; re-check the alpaca-py timeout and "
             "retry workarounds in trading_pipeline/broker/sdk.py before upgrading alpaca-py"
         )
-    adapter = _DefaultTimeoutAdapter(timeout)
+    adapter = _DefaultTimeoutAdapter(timeout, limiter)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     client._retry = 0

@@ -63,8 +63,20 @@ def _sim_broker(args: argparse.Namespace) -> int:
         n_symbols=args.symbols,
         speed=args.speed,
         start=_sim_start(args.session_now),
+        rate_limit=_sim_rate_limit(args.rate_limit),
     )
     return EXIT_OK
+
+
+def _sim_rate_limit(per_minute: int | None) -> Any:
+    """The sim's RateLimitConfig for `--rate-limit` (None: not enforced); imported here, as the sim is."""
+    from trading_pipeline.sim.rate_limit import RateLimitConfig
+
+    if per_minute is None:
+        return None
+    if per_minute < 1:
+        raise SystemExit("sim-broker: --rate-limit must be at least 1 request per minute")
+    return RateLimitConfig(trading=per_minute, data=per_minute)
 
 
 def _ui(args: argparse.Namespace) -> int:
@@ -157,6 +169,13 @@ def register(commands: Any) -> None:
         "--session-now",
         action="store_true",
         help="start the simulated clock inside an NYSE session so the market is open now, at any hour",
+    )
+    sim.add_argument(
+        "--rate-limit",
+        type=int,
+        metavar="N",
+        help="enforce Alpaca's request limit: N requests per minute per key on each API, 429 beyond it, "
+        "X-RateLimit-* headers on every answer (Alpaca's is 200; default: not enforced)",
     )
     sim.set_defaults(handler=_sim_broker)
 

@@ -1,4 +1,4 @@
-"""The simulator's own admin API under /_sim/: faults, counters, the clock and market scenarios.
+"""The simulator's own admin API under /_sim/: faults, counters, the rate limit, the clock and market scenarios.
 
 Never faulted while `exempt_admin` is set (the default), needs no auth, so a test can always reconfigure
 the simulator it is breaking.
@@ -17,6 +17,7 @@ from trading_pipeline.sim.api import AlpacaJSON, Simulator, parse_time
 from trading_pipeline.sim.endpoint import alpaca_route
 from trading_pipeline.sim.errors import CODE_INVALID_REQUEST, SimApiError
 from trading_pipeline.sim.market import Market
+from trading_pipeline.sim.rate_limit import RateLimitConfig
 
 
 def admin_get_faults(sim: Simulator, request: Request) -> Response:
@@ -56,6 +57,26 @@ def admin_get_counters(sim: Simulator, request: Request) -> Response:
 def admin_reset_counters(sim: Simulator, request: Request) -> Response:
     sim.faults.reset_counters()
     return Response(status_code=204)
+
+
+def admin_get_rate_limit(sim: Simulator, request: Request) -> Response:
+    return AlpacaJSON({"config": sim.rate_limit.config.to_json(), "counters": sim.rate_limit.counters()})
+
+
+def admin_set_rate_limit(sim: Simulator, request: Request, body: Any) -> Response:
+    """`POST /_sim/rate_limit {"trading": 200, "data": 200, "window_seconds": 60}` (null: not enforced);
+    `{"alpaca": true}` for Alpaca's own 200/min on both; `"reset_counters": true` clears the 429 counts."""
+    settings = _object_body(body)
+    try:
+        if settings.pop("reset_counters", False):
+            sim.rate_limit.reset_counters()
+        if settings.pop("alpaca", False):
+            sim.rate_limit.configure(RateLimitConfig.alpaca(), **settings)
+        elif settings:
+            sim.rate_limit.configure(**settings)
+    except (ValueError, TypeError) as exc:
+        raise SimApiError(422, f"invalid rate limit settings: {exc}", CODE_INVALID_REQUEST) from None
+    return admin_get_rate_limit(sim, request)
 
 
 def _admin_clock_body(market: Market) -> dict[str, Any]:
@@ -164,6 +185,8 @@ def admin_drift_position(sim: Simulator, request: Request, body: Any) -> Respons
 ADMIN_ROUTES = (
     alpaca_route("GET", "/_sim/faults", admin_get_faults),
     alpaca_route("POST", "/_sim/faults", admin_set_faults, takes_body=True),
+    alpaca_route("GET", "/_sim/rate_limit", admin_get_rate_limit),
+    alpaca_route("POST", "/_sim/rate_limit", admin_set_rate_limit, takes_body=True),
     alpaca_route("GET", "/_sim/counters", admin_get_counters),
     alpaca_route("DELETE", "/_sim/counters", admin_reset_counters),
     alpaca_route("GET", "/_sim/clock", admin_get_clock),

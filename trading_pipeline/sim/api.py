@@ -20,6 +20,7 @@ from starlette.responses import Response
 from trading_pipeline.sim.errors import data_error, invalid
 from trading_pipeline.sim.faults import FaultInjector
 from trading_pipeline.sim.market import Market
+from trading_pipeline.sim.rate_limit import SimRateLimit
 
 
 class Simulator(Protocol):
@@ -28,6 +29,7 @@ class Simulator(Protocol):
     market: Market
     faults: FaultInjector
     data_feeds: tuple[str, ...]
+    rate_limit: SimRateLimit
 
     def sync_clock(self) -> None: ...
 

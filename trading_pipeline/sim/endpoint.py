@@ -1,7 +1,9 @@
 """One route of the simulator as an ASGI endpoint: what every request goes through around its handler.
 
-In order: the body (its declared size; the body itself, for a route that takes one); the request counter and
-the fault decision (`faults.py`, by route name such as "GET /v2/stocks/quotes/latest"); added latency; the
+In order: the body (its declared size; the body itself, for a route that takes one); Alpaca's rate limit
+(`rate_limit.py`: over the quota, a counted 429 after the latency, before any fault; within it, the
+X-RateLimit-* headers on whatever answer follows); the request counter and the fault decision (`faults.py`,
+by route name such as "GET /v2/stocks/quotes/latest"); added latency; the
 faults answered instead of the route (timeout, 429, 500, 503); Alpaca's auth; the JSON body; the handler
 (under the market lock); and the faults answered after the route has done its work (drop, drop_502, 504) —
 the "the order was accepted but the answer never arrived" cases.
@@ -36,6 +38,7 @@ from trading_pipeline.sim.errors import (
     SimApiError,
 )
 from trading_pipeline.sim.faults import ADMIN_PREFIX
+from trading_pipeline.sim.rate_limit import DATA, TRADING, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +87,23 @@ class AlpacaEndpoint:
             if raw_body is None:
                 await _refuse_body("request body is too large")(scope, receive, send)
                 return 400
-        fault = sim.faults.decide(self.route_name or f"{request.method} <unmatched>")
-        config = sim.faults.config
+        route = self.route_name or f"{request.method} <unmatched>"
         data_api = scope["path"].startswith(DATA_API_PREFIXES)
+        quota = Verdict(True, {})
+        if not self.is_admin:
+            quota = sim.rate_limit.check(DATA if data_api else TRADING, request.headers.get("APCA-API-KEY-ID"), route)
+        fault: str | None = None
+        if quota.allowed:
+            fault = sim.faults.decide(route)
+        else:
+            sim.faults.count(route)  # refused at the edge: counted, but no fault is drawn for it
+        config = sim.faults.config
         if config.latency_ms and not (self.is_admin and config.exempt_admin):
             await _pause(stopping, config.latency_ms / 1000.0)
+        if not quota.allowed:
+            response = _rate_limited(data_api, quota.headers)
+            await response(scope, receive, send)
+            return response.status_code
         if fault == "timeout":
             # Hang longer than any sensible client timeout, then hang up without an answer.
             await _pause(stopping, config.timeout_seconds)
@@ -96,6 +111,7 @@ class AlpacaEndpoint:
             return "timeout: hung up"
         if fault in ("429", "500", "503"):
             response = _fault_response(fault, data_api, config.retry_after_seconds)
+            response.headers.update(quota.headers)
             await response(scope, receive, send)
             return response.status_code
         response = await self._respond(sim, request, raw_body, data_api)
@@ -106,6 +122,7 @@ class AlpacaEndpoint:
             response = Response(b"", 502, {"Content-Type": "text/plain"})
         elif fault == "504":  # the gateway gave up; the request behind it went through
             response = Response(GATEWAY_TIMEOUT_PAGE, 504, {"Content-Type": "text/html"})
+        response.headers.update(quota.headers)
         await response(scope, receive, send)
         return response.status_code
 
@@ -176,6 +193,13 @@ async def _pause(stopping: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await stopping.wait()
+
+
+def _rate_limited(data_api: bool, headers: dict[str, str]) -> Response:
+    """Alpaca's answer over the quota: its 429 body, with the quota's headers (Remaining 0, the Reset)."""
+    if data_api:
+        return AlpacaJSON({"message": "too many requests."}, 429, headers)
+    return AlpacaJSON({"code": CODE_RATE_LIMITED, "message": "rate limit exceeded"}, 429, headers)
 
 
 def _fault_response(fault: str, data_api: bool, retry_after: int) -> Response:

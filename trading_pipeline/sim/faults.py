@@ -147,6 +147,11 @@ class FaultInjector:
                 self._faults[f"{kind} {route}"] += 1
             return kind
 
+    def count(self, route: str) -> None:
+        """Count a request answered before any fault could apply (over the rate limit); returns no fault."""
+        with self._lock:
+            self._requests[route] += 1
+
     def _scripted(self, route: str) -> str | None:
         for entry in self._script:
             if entry.route is None or entry.route == route:

@@ -28,6 +28,7 @@ from trading_pipeline.sim.app import HttpServer, build_app
 from trading_pipeline.sim.data_routes import FREE_PLAN_FEEDS
 from trading_pipeline.sim.faults import FaultConfig, FaultInjector
 from trading_pipeline.sim.market import DEFAULT_INITIAL_CASH, DEFAULT_N_SYMBOLS, DEFAULT_SEED, Market
+from trading_pipeline.sim.rate_limit import RateLimitConfig, SimRateLimit
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class SimBroker:
         initial_cash: Decimal = DEFAULT_INITIAL_CASH,
         market: Market | None = None,
         data_feeds: tuple[str, ...] = FREE_PLAN_FEEDS,
+        rate_limit: RateLimitConfig | None = None,
     ) -> None:
         self.market = (
             market
@@ -68,6 +70,8 @@ class SimBroker:
         self.faults = FaultInjector(faults or FaultConfig(seed=seed))
         # The market-data feeds the account's plan includes; the others are the data API's 403 (data_routes.py).
         self.data_feeds = data_feeds
+        # Alpaca's request quota: off unless asked for (see sim/rate_limit.py for why).
+        self.rate_limit = SimRateLimit(rate_limit)
         self.realtime = (start is None and market is None) if realtime is None else realtime
         self.speed = speed
         self.tick_seconds = tick_seconds
@@ -172,10 +176,19 @@ def serve(
     start: datetime | None = None,
     speed: float = 1.0,
     faults: FaultConfig | None = None,
+    rate_limit: RateLimitConfig | None = None,
 ) -> None:
     """Run the simulator until Ctrl-C, printing its URL and how to point the pipeline at it."""
     sim = SimBroker(
-        seed=seed, n_symbols=n_symbols, start=start, host=host, port=port, faults=faults, realtime=True, speed=speed
+        seed=seed,
+        n_symbols=n_symbols,
+        start=start,
+        host=host,
+        port=port,
+        faults=faults,
+        realtime=True,
+        speed=speed,
+        rate_limit=rate_limit,
     )
     try:
         # Ctrl-C may come while the banner is still being written (a client can read it and be done by

@@ -26,6 +26,7 @@ from trading_pipeline.broker.base import (
     OrderClass,
     OrderRejected,
     OrderRequest,
+    RateBudgetExhausted,
     TimeInForce,
 )
 from trading_pipeline.domain.calendar import NEW_YORK
@@ -125,6 +126,8 @@ class EntryRun:
         self.result = EntriesResult(trading_date=trading_date)
         self.decision_run: uuid.UUID | None = None
         self.market: ClockReading | None = None
+        # Set when the process's rate budget refused an entry: the rest are skipped, not each made to wait.
+        self.out_of_budget: str | None = None
         self.meta: dict[str, Any] = {
             "trading_date": trading_date,
             "limits": limits,
@@ -183,6 +186,9 @@ class EntryRun:
         orders: list[BrokerOrder] = []
         self.meta["orders"] = orders
         for entry in sizing.entries:
+            if self.out_of_budget is not None:
+                self.result.failures[entry.intent.symbol] = f"entry skipped: {self.out_of_budget}"
+                continue
             order = self.open_one(entry)
             if order is not None:
                 orders.append(order)
@@ -267,6 +273,12 @@ class EntryRun:
         )
         try:
             order = self.broker.submit_order(self.entry_order(entry, cid))
+        except RateBudgetExhausted as exc:
+            # Refused before sending (closes and protection come first): no order exists, drop the pending row.
+            trades_repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
+            self.out_of_budget = f"rate budget kept for closes and protection ({exc.message})"
+            result.failures[intent.symbol] = f"entry skipped: {self.out_of_budget}"
+            return None
         except OrderRejected as exc:
             trades_repo.cancel_pending_entry(db, trade.id, client_order_id=cid)
             result.failures[intent.symbol] = f"entry rejected by broker: {exc.message}"
