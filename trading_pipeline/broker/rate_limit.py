@@ -133,6 +133,9 @@ class RateLimiter:
         self._server_remaining: int | None = None
         self._server_reset: float | None = None
         self._queued: Counter[Priority] = Counter()
+        # Requests sent and not answered yet. A response's X-RateLimit-Remaining may not count them yet, so
+        # the bucket follows it less these (concurrent closes would otherwise spend the same quota twice).
+        self._in_flight = 0
         self._taken: Counter[Priority] = Counter()
         self._refused: Counter[Priority] = Counter()
 
@@ -154,6 +157,7 @@ class RateLimiter:
                     if not outranked and wait <= 0:
                         self._take()
                         self._taken[priority] += 1
+                        self._in_flight += 1
                         return
                     if now + max(wait, 0.0) > deadline and (not outranked or now >= deadline):
                         # The token would come too late (or never came): refuse now, loudly, rather than stall.
@@ -170,8 +174,16 @@ class RateLimiter:
 
     # ---- keeping in step with the server ----
 
+    def finish(self, headers: Mapping[str, str]) -> None:
+        """A request taken with `acquire` was answered (`headers`: its response's; empty when it failed)."""
+        with self._cond:
+            self._in_flight = max(self._in_flight - 1, 0)
+            self._cond.notify_all()
+        self.observe_headers(headers)
+
     def observe(self, limit: int | None, remaining: int | None, reset: float | None) -> None:
-        """Adopt the server's view from one response's X-RateLimit-Limit / -Remaining / -Reset."""
+        """Adopt the server's view from one response's X-RateLimit-Limit / -Remaining / -Reset, less the
+        requests still in flight."""
         with self._cond:
             now = self._clock.time()
             self._refill(now)
@@ -181,7 +193,12 @@ class RateLimiter:
                 # A reset further away than a window is a clock we cannot trust: bound the wait.
                 reset = min(reset, now + self.policy.window_seconds)
                 if reset + RESET_MARGIN_SECONDS > now:
-                    self._server_remaining = max(remaining, 0)
+                    told = max(remaining - self._in_flight, 0)
+                    same_window = self._server_reset is not None and self._server_reset == reset + RESET_MARGIN_SECONDS
+                    if same_window and self._server_remaining is not None:
+                        # Answers to concurrent requests arrive out of order: an older one's larger count is stale.
+                        told = min(told, self._server_remaining)
+                    self._server_remaining = told
                     self._server_reset = reset + RESET_MARGIN_SECONDS
                     self._tokens = float(min(self._server_remaining, self._limit))
             self._tokens = min(self._tokens, float(self._limit))
@@ -226,7 +243,7 @@ class RateLimiter:
             # The server's window has turned over: its quota is full again.
             self._server_remaining = None
             self._server_reset = None
-            self._tokens = float(self._limit)
+            self._tokens = float(max(self._limit - self._in_flight, 0))  # those may land in the new window
             return
         rate = self._limit / self.policy.window_seconds
         self._tokens = min(float(self._limit), self._tokens + elapsed * rate)

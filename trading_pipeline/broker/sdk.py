@@ -40,11 +40,15 @@ class _DefaultTimeoutAdapter(HTTPAdapter):
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.timeout
-        if self.limiter is not None:
-            self.limiter.acquire(current_priority())  # RateBudgetExhausted: nothing was sent
-        response = super().send(request, *args, **kwargs)
-        if self.limiter is not None:
-            self.limiter.observe_headers(response.headers)
+        if self.limiter is None:
+            return super().send(request, *args, **kwargs)
+        self.limiter.acquire(current_priority())  # RateBudgetExhausted: nothing was sent
+        headers: Any = {}
+        try:
+            response = super().send(request, *args, **kwargs)
+            headers = response.headers
+        finally:
+            self.limiter.finish(headers)  # answered or not, this request is no longer in flight
         return response
 
 

@@ -44,8 +44,10 @@ def record_fills(
     since: datetime,
     wait_seconds: float = FILL_WAIT_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Record every close in `awaiting` from one listing of the run's orders (a few, while fills arrive)."""
+) -> list[Exception]:
+    """Record every close in `awaiting` from one listing of the run's orders (a few, while fills arrive).
+    Returns the errors of records that failed (each close is its own transaction: one failing does not stop
+    the others); their rows stay `closing` and the next run's leftover resolution records them."""
     latest = {item.order.client_order_id: item.order for item in awaiting}
     pending = {cid for cid, order in latest.items() if not order.is_terminal}
     symbols = {item.trade.symbol for item in awaiting}
@@ -71,9 +73,14 @@ def record_fills(
             break
         sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, 0.25)
+    errors: list[Exception] = []
     for item in awaiting:
         order = latest[item.order.client_order_id]
-        record_close_order(db, item.trade, order, result=result, reason=item.reason, run_id=run_id)
+        try:
+            record_close_order(db, item.trade, order, result=result, reason=item.reason, run_id=run_id)
+        except Exception as exc:  # the DB went away mid-record: the rest are still recorded
+            errors.append(exc)
+    return errors
 
 
 def _one_by_one(broker: Broker, pending: set[str], latest: dict[str, BrokerOrder]) -> None:

@@ -124,28 +124,34 @@ def run_stop_loss_sweep(
         by_symbol.setdefault(trade.symbol, []).append((trade, decision))
     started = time.perf_counter()
 
-    def close_symbol(group: list[tuple[trades_repo.TradeRecord, ExitDecision]]) -> SweepResult:
+    def close_symbol(group: list[tuple[trades_repo.TradeRecord, ExitDecision]]) -> tuple[SweepResult, Exception | None]:
         part = SweepResult()
-        for trade, decision in group:
-            close_position(db, broker, trade, decision, run_id=run_id, result=part, now=decision_time, book=book)
-        return part
+        try:
+            for trade, decision in group:
+                close_position(db, broker, trade, decision, run_id=run_id, result=part, now=decision_time, book=book)
+        except Exception as exc:  # e.g. the DB died mid-claim: the other symbols go on; raised after the rest
+            return part, exc
+        return part, None
 
     groups = [by_symbol[symbol] for symbol in sorted(by_symbol)]
     workers = max(1, min(close_concurrency, len(groups)))
     result.close_workers = workers
     if workers == 1:
-        parts = [close_symbol(group) for group in groups]
+        outcomes = [close_symbol(group) for group in groups]
     else:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="close") as pool:
-            parts = list(pool.map(close_symbol, groups))  # an unexpected error re-raises here, after the rest
-    for part in parts:
+            outcomes = list(pool.map(close_symbol, groups))
+    for part, _ in outcomes:
         result.absorb(part)
     if groups:
         result.last_close_submitted_s = round(time.perf_counter() - started, 3)
     awaiting = [AwaitingFill(trade, order, reason) for trade, order, reason in result.awaiting_fill]
     result.awaiting_fill = []
-    if awaiting:
-        record_fills(db, broker, awaiting, result=result, run_id=run_id, since=decision_time)
+    errors = [error for _, error in outcomes if error is not None]
+    if awaiting:  # what was sent is recorded even when another symbol's close failed
+        errors += record_fills(db, broker, awaiting, result=result, run_id=run_id, since=decision_time)
+    if errors:
+        raise errors[0]  # the run fails loudly; the rest of its closes are sent and recorded
     return result
 
 

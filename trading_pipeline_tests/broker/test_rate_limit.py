@@ -224,3 +224,28 @@ def test_one_limiter_per_key_api_and_host_and_the_key_is_not_kept() -> None:
     assert shared_limiter("trading", "http://127.0.0.1:2", key) is not first
     assert shared_limiter("trading", "http://127.0.0.1:1", key + "x") is not first
     assert not any(key in name for name in rate_limit._REGISTRY)
+
+
+def test_concurrent_answers_never_make_the_budget_look_bigger_than_it_is() -> None:
+    """Eight requests in flight at once (concurrent closes): an answer's X-RateLimit-Remaining may not count the
+    others yet, and answers arrive out of order; the bucket follows the smallest count, less what is in flight —
+    cautious (it may wait for the reset with quota left), never over the server's quota."""
+    clock = FakeClock()
+    bucket = limiter(limit=20, clock=clock)
+    reset = str(int(T0) + 60)
+    for _ in range(8):
+        bucket.acquire(Priority.CLOSE)
+    # The server counted these in turn; the answers come back last-counted first.
+    answers = [
+        {"X-RateLimit-Limit": "20", "X-RateLimit-Remaining": str(20 - n), "X-RateLimit-Reset": reset}
+        for n in range(1, 9)
+    ]
+    for headers in reversed(answers):
+        bucket.finish(CaseInsensitiveDict(headers))
+    assert bucket.snapshot().server_remaining <= 12  # never more than 20 − 8, whichever answer came first
+    spent = 0
+    while not clock.waits:
+        bucket.acquire(Priority.CLOSE)
+        spent += 1
+    assert spent - 1 <= 12  # what went before the first wait fits the server's quota…
+    assert clock.now >= int(reset)  # …and the next request waited for the server's reset

@@ -8,7 +8,8 @@ the hooks only observe the module-level functions it calls and park the process 
 - `in_submit`    the close order is about to be POSTed: the child waits for a line on stdin, the test
                  holds the POST in the sim with latency and kills the process while it is in flight
 - `after_submit` the broker accepted (and filled) the order; nothing recorded yet
-- `after_record` the first close is recorded as closed; the other exits are still to do
+- `after_record` the first close is recorded as closed; the other exits were sent (their fills are read in
+                 one listing after all the run's closes), not recorded yet
 """
 
 from __future__ import annotations
@@ -48,12 +49,12 @@ def install(step: str, broker: AlpacaBroker) -> None:
     elif step in ("in_submit", "after_submit"):
         real_submit = broker.submit_order
 
-        def submit(request: Any) -> Any:
+        def submit(request: Any, **options: Any) -> Any:
             if step == "in_submit":
                 print(f"REACHED {step}", flush=True)
                 sys.stdin.readline()  # the test makes the sim hold the POST, then lets it go; it kills us in flight
-                return real_submit(request)
-            order = real_submit(request)
+                return real_submit(request, **options)
+            order = real_submit(request, **options)
             park(step)
             return order
 
