@@ -55,6 +55,7 @@ class RunFigures:
     wall_s: float
     closed: int
     unique_symbols: int
+    longest_txn_statement: str = ""
 
 
 def floor_requests(unique_symbols: int, close_orders: int, chunk: int = QUOTE_CHUNK_SIZE) -> int:
@@ -129,13 +130,14 @@ def run_day(
                     wall_s=wall,
                     closed=int(meta["closed"]),
                     unique_symbols=int(meta["unique_symbols"]),
+                    longest_txn_statement=str(meta.get("db_longest_transaction_first_statement", "")),
                 )
                 figures.append(run)
                 if say is not None:
                     say(
                         f"run {index + 1:>3}: check {run.check_s:.3f} s, longest tx {run.longest_txn_ms:.1f} ms, "
                         f"requests {run.broker_requests} (floor {run.floor_requests}), wall {run.wall_s:.2f} s, "
-                        f"closed {run.closed}"
+                        f"closed {run.closed}; longest tx began with: {run.longest_txn_statement[:60]}"
                     )
     return figures
 

@@ -56,6 +56,7 @@ def md(text: str) -> dg.MetadataValue:
 def db_stats_metadata(stats: DatabaseStats) -> dict[str, Any]:
     return {
         "db_longest_transaction_ms": float(stats.longest_transaction_ms),
+        "db_longest_transaction_first_statement": stats.longest_transaction_statement or "(none)",
         "db_transactions": stats.transactions,
         "db_slow_statements": stats.slow_statements,
         "db_peak_checked_out": stats.peak_checked_out,

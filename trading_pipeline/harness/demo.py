@@ -48,7 +48,9 @@ from trading_pipeline.store.database import Database
 from trading_pipeline.store.migrate import upgrade
 
 RUN_EVERY = timedelta(minutes=2)
-SENSOR_TICK = timedelta(seconds=30)  # the stop-trigger sensor's interval
+# The stop-trigger sensor looks every 30 simulated s here (the daemon's interval is 10 s): a third of the ticks
+# keeps the demo short, and the scripted gap is still seen before the next scheduled run.
+SENSOR_TICK = timedelta(seconds=30)
 EVENT_LEAD = timedelta(seconds=20)  # scripted events land 20 s before a sensor tick
 DEFAULT_MINUTES = 60
 QUALIFIED_CLASS = re.compile(r"(?<![\w.])(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*: ")  # "pkg.mod.Error: " before a message

@@ -50,6 +50,17 @@ class DatabaseStats:
     checkouts: int
     peak_checked_out: int
     checkouts_during_broker_calls: int
+    longest_transaction_statement: str = ""  # the longest transaction's first statement, cut: where to look
+
+
+def statement_label(statement: str, limit: int = 100) -> str:
+    """One line of SQL, a SELECT's column list elided, cut, for naming a transaction (never parameters: they
+    can hold data)."""
+    text = " ".join(statement.split())
+    head, sep, rest = text.partition(" FROM ")
+    if head.upper().startswith("SELECT ") and sep:
+        text = f"SELECT … FROM {rest}"
+    return text[:limit]
 
 
 class DatabaseMonitor:
@@ -60,12 +71,14 @@ class DatabaseMonitor:
         self._held: dict[int, int] = {}  # thread id → connections it has checked out
         self._in_broker_call: dict[int, int] = {}  # thread id → broker calls in flight
         self._tx_started: dict[int, float] = {}  # id(connection) → start time
+        self._tx_first: dict[int, str] = {}  # id(connection) → the open transaction's first statement
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
             self.transactions = 0
             self.longest_transaction_ms = 0.0
+            self.longest_transaction_statement = ""
             self.statements = 0
             self.slow_statements = 0
             self.checkouts = 0
@@ -83,6 +96,7 @@ class DatabaseMonitor:
                 checkouts=self.checkouts,
                 peak_checked_out=self.peak_checked_out,
                 checkouts_during_broker_calls=self.checkouts_during_broker_calls,
+                longest_transaction_statement=self.longest_transaction_statement,
             )
 
     @contextmanager
@@ -139,12 +153,19 @@ class DatabaseMonitor:
         now = time.perf_counter()
         with self._lock:
             started = self._tx_started.pop(id(conn), None)
+            first = self._tx_first.pop(id(conn), "")
             if started is not None:
                 self.transactions += 1
-                self.longest_transaction_ms = max(self.longest_transaction_ms, (now - started) * 1000)
+                elapsed_ms = (now - started) * 1000
+                if elapsed_ms > self.longest_transaction_ms:
+                    self.longest_transaction_ms = elapsed_ms
+                    self.longest_transaction_statement = first
 
     def _before_execute(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         conn.info.setdefault("statement_started", []).append(time.perf_counter())
+        key = id(conn)
+        if key in self._tx_started and key not in self._tx_first:
+            self._tx_first[key] = statement_label(statement)
 
     def _after_execute(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         started = conn.info["statement_started"].pop()

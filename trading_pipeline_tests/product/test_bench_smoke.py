@@ -45,7 +45,7 @@ def test_sweep_bench_runs_at_tiny_size_and_counts_what_it_claims() -> None:
 
 def test_reaction_bench_stamps_orders_as_they_reach_the_broker() -> None:
     args = reaction.build_parser().parse_args([])
-    assert args.repetitions >= 5 and args.phase_spread == 30.0
+    assert args.repetitions >= 5 and args.path == "both" and args.phase_spread is None  # spread = the cadence
     with running_sim(realtime=False) as sim:
         stamps = reaction.OrderStamps(sim)
         symbol = tradable_symbols(sim.market, 1)[0]
@@ -56,6 +56,10 @@ def test_reaction_bench_stamps_orders_as_they_reach_the_broker() -> None:
         assert stamps.first_sell_after(symbol, 0) is not None
         assert stamps.first_sell_after(symbol, 2e9) is None
     rows = [reaction.Reaction(n, "AAA", "stop_trigger", n, 1.0, 0.5, n + 1.5, "r") for n in (1, 2, 9)]
+    rows += [reaction.Reaction(n, "BBB", "schedule", 60 + n, 2.0, 0.5, 62.5 + n, "s", "schedule") for n in (1, 3)]
     lines = reaction.summary(rows).splitlines()
-    assert lines[0].split() == ["detection", "median", "2.00", "s", "max", "9.00", "s"]
-    assert Decimal(lines[3].split()[2]) == Decimal("3.50")
+    assert lines[0].startswith("sensor path")
+    assert lines[1].split() == ["detection", "median", "2.00", "s", "max", "9.00", "s"]
+    assert lines[4].split()[:4] == ["after", "trigger", "median", "1.50"]
+    assert Decimal(lines[5].split()[2]) == Decimal("3.50") and lines[6].endswith(": met")
+    assert lines[7].startswith("schedule path") and lines[-1].endswith(": not met")  # 64.5 s median

@@ -215,6 +215,31 @@ def test_monitor_counts_a_connection_held_during_a_broker_call(db: Database) -> 
     assert db.monitor.stats().checkouts_during_broker_calls == 2
 
 
+def test_monitor_names_the_longest_transaction_by_its_first_statement(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trading_pipeline.store.database as database_module
+
+    class FakeTime:  # transaction lengths chosen by the test, not measured
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls) -> float:
+            return cls.now
+
+    monkeypatch.setattr(database_module, "time", FakeTime)
+    db.monitor.reset()
+    statements = ((0.005, sa.select(Trade.id)), (0.080, sa.select(Trade.symbol).where(Trade.symbol > "A")))
+    for seconds, statement in statements:
+        with db.transaction() as session:
+            session.execute(statement)
+            FakeTime.now += seconds
+        FakeTime.now += 1.0  # between transactions: counted in neither
+    stats = db.monitor.stats()
+    assert stats.longest_transaction_ms == pytest.approx(80.0)
+    assert stats.longest_transaction_statement.startswith("SELECT … FROM trades WHERE trades.symbol >")
+
+
 @pytest.mark.postgres
 def test_concurrent_claims_on_postgres_exactly_one_wins(postgres_server_url: str) -> None:
     from trading_pipeline_tests.conftest import _truncate_all
