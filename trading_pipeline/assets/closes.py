@@ -80,9 +80,10 @@ def closes(
         max_age_trading_days=max_age,
     )
     day = trading_date(clock)
+    quotes = runs_repo.quotes_for_run(db, run_id)  # after the sweep: it stores its own when the quotes step failed
     breached, pnl_today = False, None
-    if limits is not None:
-        breached, pnl_today = enforce_daily_loss(db, limits, day_start(day, clock.timestamp))
+    if limits is not None:  # marked at this run's quotes: no look-up over the day's quote history
+        breached, pnl_today = enforce_daily_loss(db, limits, day_start(day, clock.timestamp), quotes)
     if breached:
         alert_daily_loss(alerts, database, context, f"today's P&L {pnl_today:,.2f}")
     flagged = result.flagged_positions
@@ -112,7 +113,6 @@ def closes(
             source="closes",
         )
     checks_started = time.perf_counter()  # the outcome checks' own cost, reported as `check_seconds`
-    quotes = runs_repo.quotes_for_run(db, run_id)
     open_now, closing_now = trades_repo.open_trades(db), trades_repo.closing_trades(db)
     beyond = positions_beyond_stop(db, quotes, open_now, closing_now)
     outcome_checks = outcome_check_results(

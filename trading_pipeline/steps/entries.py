@@ -14,6 +14,7 @@ the entry is a bracket order: the broker itself holds the stop and the take-prof
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -33,7 +34,7 @@ from trading_pipeline.domain.calendar import NEW_YORK
 from trading_pipeline.domain.ids import client_order_id
 from trading_pipeline.domain.risk import RiskLimits, SizedEntry, daily_loss_breached, size_entries
 from trading_pipeline.domain.strategy import EntryStrategy, StrategyFailed
-from trading_pipeline.domain.types import OrderAction, OrderSide, TradeStatus
+from trading_pipeline.domain.types import OrderAction, OrderSide, Quote, TradeStatus
 from trading_pipeline.steps.clock import ClockReading
 from trading_pipeline.steps.orders import is_dead, order_fields
 from trading_pipeline.steps.pnl import pnl_since
@@ -316,11 +317,14 @@ class EntryRun:
         return order
 
 
-def enforce_daily_loss(db: Database, limits: RiskLimits, day_start: datetime) -> tuple[bool, Decimal]:
-    """Today's P&L; on a breach of max_daily_loss, turn the kill switch on (recorded with who and why).
+def enforce_daily_loss(
+    db: Database, limits: RiskLimits, day_start: datetime, marks: Mapping[str, Quote] | None = None
+) -> tuple[bool, Decimal]:
+    """Today's P&L (open trades marked at `marks` where given, else at their latest stored quote); on a breach
+    of max_daily_loss, turn the kill switch on (recorded with who and why).
 
     Returns (breached now, P&L). Idempotent: an already halted system is not halted again."""
-    pnl = pnl_since(db, day_start).total
+    pnl = pnl_since(db, day_start, marks).total
     if not daily_loss_breached(pnl, limits):
         return False, pnl
     if not current_trading_state(db).halted:

@@ -3,11 +3,13 @@ stored quotes. Shared by `status` and the daily-loss guard, so both judge the sa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from trading_pipeline.domain.performance import position_pnl
+from trading_pipeline.domain.types import Quote
 from trading_pipeline.store import runs_repository as runs_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
@@ -27,7 +29,11 @@ class PnL:
         return self.realized + self.unrealized
 
 
-def pnl_since(db: Database, start: datetime) -> PnL:
+def pnl_since(db: Database, start: datetime, known: Mapping[str, Quote] | None = None) -> PnL:
+    """Realized P&L of trades closed since `start` plus open trades marked at their latest quote.
+
+    `known`: quotes already in hand (a stop-loss run's own); only symbols they lack are looked up among the
+    stored quotes, so a run's cost does not grow with the day's quote history."""
     realized = sum(
         (
             position_pnl(t.side, t.qty, t.entry_price, t.close_price)
@@ -37,7 +43,9 @@ def pnl_since(db: Database, start: datetime) -> PnL:
         Decimal(0),
     )
     open_trades = trades_repo.open_trades(db)
-    marks = runs_repo.latest_quotes(db, {t.symbol for t in open_trades})
+    held = {t.symbol for t in open_trades}
+    given = {symbol: quote for symbol, quote in (known or {}).items() if symbol in held}
+    marks = {**runs_repo.latest_quotes(db, held - set(given)), **given}
     unrealized = Decimal(0)
     unmarked: list[str] = []
     for trade in open_trades:

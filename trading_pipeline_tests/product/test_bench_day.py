@@ -16,9 +16,20 @@ def test_bench_day_prints_first_and_last_run_figures() -> None:
     result = json.loads(out.getvalue())
     assert set(result) == {"first", "last"}
     for run in result.values():
-        assert set(run) == {"check_s", "longest_txn_ms", "broker_requests", "floor_requests", "wall_s"}
+        assert set(run) == {
+            "check_s",
+            "longest_txn_ms",
+            "broker_requests",
+            "floor_requests",
+            "session_requests",
+            "wall_s",
+        }
         assert run["broker_requests"] >= run["floor_requests"] >= 4  # clock, positions, orders, ≥ 1 quote request
         assert 0 < run["check_s"] < run["wall_s"] and 0 < run["longest_txn_ms"] < run["wall_s"] * 1000
     # 50 positions over 10 symbols, 1 in 100 beyond its stop: run 1 closes it (floor + its order and a listing).
     assert result["first"]["floor_requests"] == day.floor_requests(10, 1) == 6
     assert result["last"]["floor_requests"] == day.floor_requests(10, 0) == 4
+    # The session's first run reads the held symbols' corporate actions (no pre-flight ran); a later run without
+    # a close makes exactly the floor's requests: clock, positions, open orders, one quote request.
+    assert (result["first"]["session_requests"], result["last"]["session_requests"]) == (1, 0)
+    assert result["last"]["broker_requests"] == result["last"]["floor_requests"]

@@ -304,3 +304,18 @@ def test_open_trades_are_read_in_pages_without_loss_or_repeat(db: Database) -> N
     assert [(t.entry_at, t.id) for t in got] == sorted((t.entry_at, t.id) for t in got)
     assert db.monitor.stats().transactions >= 3  # paged, one short transaction per page
     assert len(trades_repo.open_trades(db, ["S1", "S2"])) == len([r for r in rows if r["symbol"] in ("S1", "S2")])
+
+
+def test_pnl_marks_open_trades_at_given_quotes_and_looks_up_only_the_rest(db: Database) -> None:
+    from trading_pipeline.steps.pnl import pnl_since
+
+    for symbol in ("AAA", "BBB"):
+        trades_repo.insert_trade(db, new_trade(symbol, qty=Decimal("10"), entry_price=Decimal("100")))
+    stored = [Quote("AAA", Decimal("90"), Decimal("90"), NOW), Quote("BBB", Decimal("120"), Decimal("120"), NOW)]
+    runs_repo.save_quotes(db, stored, run_id="earlier")
+    # Stored marks alone: AAA −100, BBB +200.
+    assert pnl_since(db, NOW - timedelta(days=1)).unrealized == Decimal("100.00")
+    # This run's quote for AAA wins over the stored one; BBB (not given) is still marked at its stored quote;
+    # a quote for a symbol not held changes nothing.
+    known = {"AAA": Quote("AAA", Decimal("110"), Decimal("110"), NOW), "ZZZ": Quote("ZZZ", Decimal(1), Decimal(1), NOW)}
+    assert pnl_since(db, NOW - timedelta(days=1), known).unrealized == Decimal("300.00")
