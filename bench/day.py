@@ -15,7 +15,9 @@ open (09:31 ET), with `--latency-ms` added to every sim request. For run 1 and r
   1 open-orders listing, ⌈symbols / quote chunk limit⌉ quotes, 1 per close order and, when there was one,
   1 listing to look up fills; `session_requests`: of `broker_requests`, the corporate-actions read the
   session's first run makes when no pre-flight has (issue 18: ⌈symbols / 100⌉), shown apart from the floor;
-- `wall_s`: launch → end of `execute_in_process`.
+- `wall_s`: launch → end of `execute_in_process`;
+- `last_close_s`: from the exits decided to the broker's answer to the run's last close order (the closes
+  step's `last_close_submitted_s`; 0 when the run closed nothing).
 
 Goals (issue 16): each figure of run R ≤ 1.2 × run 1, longest transaction < 50 ms, requests ≤ floor + 10 %.
 """
@@ -58,6 +60,7 @@ class RunFigures:
     wall_s: float
     closed: int
     unique_symbols: int
+    last_close_s: float = 0.0
     longest_txn_statement: str = ""
 
 
@@ -136,6 +139,7 @@ def run_day(
                     closed=int(meta["closed"]),
                     unique_symbols=int(meta["unique_symbols"]),
                     longest_txn_statement=str(meta.get("db_longest_transaction_first_statement", "")),
+                    last_close_s=float(meta.get("last_close_submitted_s") or 0.0),
                 )
                 figures.append(run)
                 if say is not None:
@@ -144,12 +148,15 @@ def run_day(
                         f"requests {run.broker_requests} (floor {run.floor_requests}"
                         f"{f' + {run.session_requests} once a session' if run.session_requests else ''}), "
                         f"wall {run.wall_s:.2f} s, "
-                        f"closed {run.closed}; longest tx began with: {run.longest_txn_statement[:60]}"
+                        f"closed {run.closed} (last close order answered {run.last_close_s:.2f} s after the "
+                        f"decision); longest tx began with: {run.longest_txn_statement[:60]}"
                     )
     return figures
 
 
-FIELDS = ("check_s", "longest_txn_ms", "broker_requests", "floor_requests", "session_requests", "wall_s")
+FIELDS = (
+    "check_s", "longest_txn_ms", "broker_requests", "floor_requests", "session_requests", "wall_s", "last_close_s"
+)
 
 
 def summary(figures: list[RunFigures]) -> dict[str, dict[str, float]]:

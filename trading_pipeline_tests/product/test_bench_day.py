@@ -23,6 +23,7 @@ def test_bench_day_prints_first_and_last_run_figures() -> None:
             "floor_requests",
             "session_requests",
             "wall_s",
+            "last_close_s",
         }
         assert run["broker_requests"] >= run["floor_requests"] >= 4  # clock, positions, orders, ≥ 1 quote request
         assert 0 < run["check_s"] < run["wall_s"] and 0 < run["longest_txn_ms"] < run["wall_s"] * 1000
@@ -33,3 +34,4 @@ def test_bench_day_prints_first_and_last_run_figures() -> None:
     # a close makes exactly the floor's requests: clock, positions, open orders, one quote request.
     assert (result["first"]["session_requests"], result["last"]["session_requests"]) == (1, 0)
     assert result["last"]["broker_requests"] == result["last"]["floor_requests"]
+    assert 0 < result["first"]["last_close_s"] < result["first"]["wall_s"] and result["last"]["last_close_s"] == 0
