@@ -143,13 +143,16 @@ def run_day(
                 )
                 figures.append(run)
                 if say is not None:
+                    answered = f" (last close order answered {run.last_close_s:.2f} s after the exits)"
+                    last = answered if run.closed else ""
                     say(
                         f"run {index + 1:>3}: check {run.check_s:.3f} s, longest tx {run.longest_txn_ms:.1f} ms, "
                         f"requests {run.broker_requests} (floor {run.floor_requests}"
                         f"{f' + {run.session_requests} once a session' if run.session_requests else ''}), "
                         f"wall {run.wall_s:.2f} s, "
-                        f"closed {run.closed} (last close order answered {run.last_close_s:.2f} s after the "
-                        f"decision); longest tx began with: {run.longest_txn_statement[:60]}"
+                        f"closed {run.closed}"
+                        f"{last}"
+                        f"; longest tx began with: {run.longest_txn_statement[:60]}"
                     )
     return figures
 
