@@ -158,7 +158,13 @@ def run_day(
 
 
 FIELDS = (
-    "check_s", "longest_txn_ms", "broker_requests", "floor_requests", "session_requests", "wall_s", "last_close_s"
+    "check_s",
+    "longest_txn_ms",
+    "broker_requests",
+    "floor_requests",
+    "session_requests",
+    "wall_s",
+    "last_close_s",
 )
 
 

@@ -113,7 +113,8 @@ def closes(
             source="closes",
         )
     checks_started = time.perf_counter()  # the outcome checks' own cost, reported as `check_seconds`
-    open_now, closing_now = trades_repo.open_trades(db), trades_repo.closing_trades(db)
+    # The sweep's own read when it changed no trade (store/read_cache.py), else the trades as they are now.
+    open_now, closing_now = trades_repo.open_trades(db, reuse=True), trades_repo.closing_trades(db, reuse=True)
     beyond = positions_beyond_stop(db, quotes, open_now, closing_now)
     outcome_checks = outcome_check_results(
         context.instance,

@@ -79,7 +79,7 @@ def positions(
         context.log.error(f"positions: {len(mismatches)} reconciliation mismatches: {mismatches}")
     if result.repaired:
         context.log.error(f"positions: the DB was repaired to follow the broker: {result.repaired}")
-    open_trades = trades_repo.open_trades(db)
+    open_trades = trades_repo.open_trades(db, reuse=True)  # reconciliation's read, unless a trade changed since
     run_starts = [r.create_timestamp for r in recent_runs(context.instance, STOP_LOSS_JOB, limit=3)]
     protection_problems = {**protection.unprotected, **protection.failures}
     return dg.MaterializeResult(
@@ -120,7 +120,7 @@ def positions(
                 protection.protected_positions, protection_problems, protection.recreated
             ),
             positions_checks.oldest_open_position_age(open_trades, today=trading_date(reading.clock)),
-            positions_checks.no_stale_closing_rows(trades_repo.closing_trades(db), run_starts=run_starts),
+            positions_checks.no_stale_closing_rows(trades_repo.closing_trades(db, reuse=True), run_starts=run_starts),
         ],
     )
 

@@ -35,7 +35,7 @@ def buy_sell_outcome(db: Database, instance: dg.DagsterInstance, now: datetime) 
     return buy_sell_ratio(
         sides[OrderSide.BUY],
         sides[OrderSide.SELL],
-        open_positions=len(trades_repo.open_trades(db)),
+        open_positions=len(trades_repo.open_trades(db, reuse=True)),
         now=now,
         in_session=in_session,
         first_buy_at=orders_repo.first_order_at(db, OrderSide.BUY, since=day_start),

@@ -42,7 +42,7 @@ def pnl_since(db: Database, start: datetime, known: Mapping[str, Quote] | None =
         ),
         Decimal(0),
     )
-    open_trades = trades_repo.open_trades(db)
+    open_trades = trades_repo.open_trades(db, reuse=True)  # a stop-loss run's: the sweep's read when it closed none
     held = {t.symbol for t in open_trades}
     given = {symbol: quote for symbol, quote in (known or {}).items() if symbol in held}
     marks = {**runs_repo.latest_quotes(db, held - set(given)), **given}

@@ -278,8 +278,9 @@ def cancel_orphans(
     db: Database, broker: Broker, working: dict[str, list[BrokerOrder]], result: ProtectionResult, *, now: datetime
 ) -> None:
     """Exit orders for symbols with no open or closing trade protect nothing and could open a position."""
-    active = {t.symbol for t in trades_repo.open_trades(db)} | {t.symbol for t in trades_repo.closing_trades(db)}
-    active |= {t.symbol for t in trades_repo.trades_with_status(db, TradeStatus.PENDING_OPEN)}
+    active = {t.symbol for t in trades_repo.open_trades(db, reuse=True)}
+    active |= {t.symbol for t in trades_repo.closing_trades(db, reuse=True)}
+    active |= {t.symbol for t in trades_repo.trades_with_status(db, TradeStatus.PENDING_OPEN, reuse=True)}
     for symbol, orders in working.items():
         if symbol in active:
             continue

@@ -157,10 +157,10 @@ def reconcile_positions(
 
 def compare(db: Database, positions: list[BrokerPosition], result: Reconciliation) -> None:
     expected: dict[str, Decimal] = defaultdict(Decimal)
-    for trade in trades_repo.open_trades(db):
+    for trade in trades_repo.open_trades(db, reuse=True):  # protection's read, unless a trade changed since
         expected[trade.symbol] += signed_qty(trade.qty, trade.side)
     # A `closing` row's order may or may not have filled yet: its symbol is judged after the sweep settles it.
-    closing = {t.symbol for t in trades_repo.closing_trades(db)}
+    closing = {t.symbol for t in trades_repo.closing_trades(db, reuse=True)}
     result.closing_symbols = sorted(closing)
     held = {p.symbol: signed_qty(p.qty, p.side) for p in positions}
     result.db_symbols = len(expected)
@@ -191,7 +191,7 @@ def repair_drift(
     current = now or datetime.now(UTC)
     held = {p.symbol: p for p in positions}
     by_symbol: dict[str, list[trades_repo.TradeRecord]] = defaultdict(list)
-    for trade in trades_repo.open_trades(db):
+    for trade in trades_repo.open_trades(db, reuse=True):
         by_symbol[trade.symbol].append(trade)
     for symbol in sorted(result.qty_mismatch):
         trades, position = by_symbol.get(symbol, []), held.get(symbol)

@@ -12,6 +12,7 @@ that thread waits on the broker.
 from __future__ import annotations
 
 import gc
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,10 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from trading_pipeline.store.read_cache import ReadCache
+
 SLOW_STATEMENT_SECONDS = 1.0
+_WRITE_TARGET = re.compile(r'^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)', re.IGNORECASE)
 
 
 class DatabaseError(Exception):
@@ -72,7 +76,16 @@ class DatabaseMonitor:
         self._in_broker_call: dict[int, int] = {}  # thread id → broker calls in flight
         self._tx_started: dict[int, float] = {}  # id(connection) → start time
         self._tx_first: dict[int, str] = {}  # id(connection) → the open transaction's first statement
+        self._writes: dict[str, int] = {}  # table → writes through this engine (statements and their commits)
+        self._tx_written: dict[int, set[str]] = {}  # id(connection) → tables the open transaction wrote
         self.reset()
+
+    def writes(self, table: str) -> int:
+        """A generation number for `table`: it moves whenever a statement through this engine writes the
+        table, and again when that statement's transaction ends (so a read that began while the write was
+        not yet committed is never taken for one that saw it). Never reset."""
+        with self._lock:
+            return self._writes.get(table, 0)
 
     def reset(self) -> None:
         with self._lock:
@@ -151,7 +164,9 @@ class DatabaseMonitor:
 
     def _on_end(self, conn: sa.Connection) -> None:
         now = time.perf_counter()
-        with self._lock:
+        with self._lock:  # not conn.info: an invalidated connection (killed mid-transaction) raises on it
+            for table in self._tx_written.pop(id(conn), ()):
+                self._writes[table] = self._writes.get(table, 0) + 1
             started = self._tx_started.pop(id(conn), None)
             first = self._tx_first.pop(id(conn), "")
             if started is not None:
@@ -163,6 +178,12 @@ class DatabaseMonitor:
 
     def _before_execute(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
         conn.info.setdefault("statement_started", []).append(time.perf_counter())
+        target = _WRITE_TARGET.match(statement)
+        if target is not None:
+            table = target.group(1).lower()
+            with self._lock:
+                self._tx_written.setdefault(id(conn), set()).add(table)
+                self._writes[table] = self._writes.get(table, 0) + 1
         key = id(conn)
         if key in self._tx_started and key not in self._tx_first:
             self._tx_first[key] = statement_label(statement)
@@ -235,6 +256,7 @@ class Database:
             self._turns = threading.RLock()
         self.monitor.attach(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.reads = ReadCache(self.monitor)
 
     @property
     def dialect(self) -> str:

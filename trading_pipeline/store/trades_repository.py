@@ -153,12 +153,21 @@ READ_PAGE = 500  # rows per read transaction: 10,000 open trades in one took ~40
 # real job at 10,000 positions (bench/RESULTS.md), 500 keeps each page well under 50 ms
 
 
-def trades_with_status(db: Database, status: TradeStatus, symbols: Iterable[str] | None = None) -> list[TradeRecord]:
+def trades_with_status(
+    db: Database, status: TradeStatus, symbols: Iterable[str] | None = None, *, reuse: bool = False
+) -> list[TradeRecord]:
     """All trades with `status`, read in pages of plain rows, each page its own short transaction.
 
-    Pages are separate snapshots; that is safe because nothing acts on a read without the conditional claim."""
+    Pages are separate snapshots; that is safe because nothing acts on a read without the conditional claim.
+    `reuse=True`: the last whole read of this status when nothing wrote a trade since, through this engine,
+    and it is a few seconds old at most (store/read_cache.py); for reads that report, never for reads that act."""
+    if symbols is not None:
+        return _read_pages(db, status, sorted(set(symbols)))
+    return list(db.reads.read(("trades", status), "trades", lambda: _read_pages(db, status, None), reuse=reuse))
+
+
+def _read_pages(db: Database, status: TradeStatus, wanted: list[str] | None) -> list[TradeRecord]:
     columns = [getattr(Trade, name) for name in _TRADE_FIELDS]
-    wanted = sorted(set(symbols)) if symbols is not None else None
     records: list[TradeRecord] = []
     after: tuple[datetime, uuid.UUID] | None = None
     while True:
@@ -175,12 +184,12 @@ def trades_with_status(db: Database, status: TradeStatus, symbols: Iterable[str]
         after = (records[-1].entry_at, records[-1].id)
 
 
-def open_trades(db: Database, symbols: Iterable[str] | None = None) -> list[TradeRecord]:
-    return trades_with_status(db, TradeStatus.OPEN, symbols)
+def open_trades(db: Database, symbols: Iterable[str] | None = None, *, reuse: bool = False) -> list[TradeRecord]:
+    return trades_with_status(db, TradeStatus.OPEN, symbols, reuse=reuse)
 
 
-def closing_trades(db: Database) -> list[TradeRecord]:
-    return trades_with_status(db, TradeStatus.CLOSING)
+def closing_trades(db: Database, *, reuse: bool = False) -> list[TradeRecord]:
+    return trades_with_status(db, TradeStatus.CLOSING, reuse=reuse)
 
 
 def count_trades_by_status(db: Database) -> dict[TradeStatus, int]:
