@@ -29,6 +29,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -173,6 +174,22 @@ def summary(figures: list[RunFigures]) -> dict[str, dict[str, float]]:
     return {"first": {k: first[k] for k in FIELDS}, "last": {k: last[k] for k in FIELDS}}
 
 
+def medians(figures: list[RunFigures], window: int = 10) -> str:
+    """Medians of the first runs after run 1 (which makes the day's closes) and of the last runs: one run's
+    figures can carry a pause of the process (a full garbage collection, a WAL checkpoint), a median does not."""
+    if len(figures) < 2 * window + 1:
+        return ""
+    early, late = figures[1 : window + 1], figures[-window:]
+    lines = [f"{'median of':<16}{f'runs 2-{window + 1}':>12}{f'last {window}':>12}{'ratio':>9}"]
+    for name in ("check_s", "longest_txn_ms", "wall_s"):
+        a, b = statistics.median(getattr(r, name) for r in early), statistics.median(getattr(r, name) for r in late)
+        lines.append(f"{name:<16}{a:>12.3f}{b:>12.3f}{b / a if a else float('nan'):>9.2f}")
+    over = sum(1 for r in figures if r.longest_txn_ms >= 50)
+    slowest = max(figures, key=lambda r: r.check_s)
+    lines.append(f"runs with a transaction >= 50 ms: {over} of {len(figures)}; slowest check {slowest.check_s:.3f} s")
+    return "\n".join(lines)
+
+
 def render(result: dict[str, dict[str, float]], runs: int) -> str:
     first, last = result["first"], result["last"]
     lines = [f"{'figure':<16}{'run 1':>12}{f'run {runs}':>12}{'ratio':>9}"]
@@ -215,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"\n{args.positions} positions, {args.runs} runs, {args.backend}, {args.latency_ms} ms latency")
         print(render(result, args.runs))
+        print(medians(figures))
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import PrivateAttr
 
-from trading_pipeline.store.database import Database
+from trading_pipeline.store.database import Database, freeze_loaded_objects
 from trading_pipeline.store.migrate import ensure_schema_current
 
 
@@ -23,6 +23,7 @@ class TradingDatabase(dg.ConfigurableResource):
     _db: Database | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        freeze_loaded_objects()  # a run's pauses for garbage collection scan the run's objects, not Dagster's
         db = Database(self.url, pool_size=self.pool_size)
         try:
             ensure_schema_current(db)  # an old schema fails the run at once, with the fix in the message
