@@ -17,7 +17,10 @@ open (09:31 ET), with `--latency-ms` added to every sim request. For run 1 and r
   session's first run makes when no pre-flight has (issue 18: ⌈symbols / 100⌉), shown apart from the floor;
 - `wall_s`: launch → end of `execute_in_process`;
 - `last_close_s`: from the exits decided to the broker's answer to the run's last close order (the closes
-  step's `last_close_submitted_s`; 0 when the run closed nothing).
+  step's `last_close_submitted_s`; 0 when the run closed nothing);
+- `rate_limited`: the 429s the sim answered during the run. The sim enforces Alpaca's documented limit,
+  `--rate-limit` requests per minute per key on each API (default 200; 0: not enforced), in wall time, and
+  sends the `X-RateLimit-*` headers the product's limiter paces by: the goal is 0 in every run.
 
 Goals (issue 16): each figure of run R ≤ 1.2 × run 1, longest transaction < 50 ms, requests ≤ floor + 10 %.
 """
@@ -42,6 +45,7 @@ from typing import Any
 
 from bench.sweep import REPO_ROOT, SEED, Backend, seed_positions
 from trading_pipeline.broker.alpaca import QUOTE_CHUNK_SIZE
+from trading_pipeline.sim.rate_limit import RateLimitConfig
 from trading_pipeline.sim.server import SimBroker
 
 OPEN = datetime(2026, 11, 24, 14, 31, tzinfo=UTC)  # a Tuesday, one minute after the open
@@ -62,6 +66,7 @@ class RunFigures:
     closed: int
     unique_symbols: int
     last_close_s: float = 0.0
+    rate_limited: int = 0
     longest_txn_statement: str = ""
 
 
@@ -99,6 +104,7 @@ def run_day(
     runs: int,
     *,
     latency_ms: int,
+    rate_limit: int = 200,
     say: Any = None,
 ) -> list[RunFigures]:
     import dagster as dg
@@ -112,7 +118,8 @@ def run_day(
     url = backend.fresh()
     universe = max(300, int(symbols * 1.15) + 50)
     figures: list[RunFigures] = []
-    with SimBroker(seed=SEED, n_symbols=universe, start=OPEN, realtime=False) as sim:
+    quota = RateLimitConfig(trading=rate_limit, data=rate_limit) if rate_limit else None
+    with SimBroker(seed=SEED, n_symbols=universe, start=OPEN, realtime=False, rate_limit=quota) as sim:
         with Database(url) as db:
             seed_positions(db, sim, positions, symbols, exit_every=100)
         sim.faults.configure(latency_ms=latency_ms)
@@ -122,6 +129,7 @@ def run_day(
                 if index:
                     sim.market.advance(RUN_EVERY)
                 sim.reset_counters()
+                limited_before = sim.rate_limit.counters()["limited_total"]
                 started = time.perf_counter()
                 result = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
                 wall = time.perf_counter() - started
@@ -141,6 +149,7 @@ def run_day(
                     unique_symbols=int(meta["unique_symbols"]),
                     longest_txn_statement=str(meta.get("db_longest_transaction_first_statement", "")),
                     last_close_s=float(meta.get("last_close_submitted_s") or 0.0),
+                    rate_limited=sim.rate_limit.counters()["limited_total"] - limited_before,
                 )
                 figures.append(run)
                 if say is not None:
@@ -151,7 +160,7 @@ def run_day(
                         f"requests {run.broker_requests} (floor {run.floor_requests}"
                         f"{f' + {run.session_requests} once a session' if run.session_requests else ''}), "
                         f"wall {run.wall_s:.2f} s, "
-                        f"closed {run.closed}"
+                        f"closed {run.closed}, 429s {run.rate_limited}"
                         f"{last}"
                         f"; longest tx began with: {run.longest_txn_statement[:60]}"
                     )
@@ -166,6 +175,7 @@ FIELDS = (
     "session_requests",
     "wall_s",
     "last_close_s",
+    "rate_limited",
 )
 
 
@@ -187,6 +197,7 @@ def medians(figures: list[RunFigures], window: int = 10) -> str:
     over = sum(1 for r in figures if r.longest_txn_ms >= 50)
     slowest = max(figures, key=lambda r: r.check_s)
     lines.append(f"runs with a transaction >= 50 ms: {over} of {len(figures)}; slowest check {slowest.check_s:.3f} s")
+    lines.append(f"429s answered by the sim over the day: {sum(r.rate_limited for r in figures)}")
     return "\n".join(lines)
 
 
@@ -212,16 +223,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--postgres-url", default=os.environ.get("TEST_DATABASE_URL", POSTGRES_URL))
     parser.add_argument("--latency-ms", type=int, default=20, help="added latency per sim request (default 20)")
+    parser.add_argument(
+        "--rate-limit", type=int, default=200, help="requests per minute per key the sim enforces (0: none)"
+    )
     parser.add_argument("--json", action="store_true", help='print one object: {"first": {...}, "last": {...}}')
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.positions < 5:
-        parser.error("--runs must be ≥ 1 and --positions ≥ 5")
+    if args.runs < 1 or args.positions < 5 or args.rate_limit < 0:
+        parser.error("--runs must be ≥ 1, --positions ≥ 5 and --rate-limit ≥ 0")
     workdir = Path(tempfile.mkdtemp(prefix="bench_day_"))
     name = "postgresql" if args.backend == "postgres" else "sqlite"
     backend = Backend(name, workdir, args.postgres_url if name == "postgresql" else None)
     say = None if args.json else (lambda text: print(text, flush=True))
     try:
-        figures = run_day(backend, args.positions, args.runs, latency_ms=args.latency_ms, say=say)
+        figures = run_day(
+            backend, args.positions, args.runs, latency_ms=args.latency_ms, rate_limit=args.rate_limit, say=say
+        )
     finally:
         backend.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -230,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(result, sys.stdout)
         print()
     else:
-        print(f"\n{args.positions} positions, {args.runs} runs, {args.backend}, {args.latency_ms} ms latency")
+        limit = f"{args.rate_limit} requests/min enforced" if args.rate_limit else "no rate limit"
+        print(f"\n{args.positions} positions, {args.runs} runs, {args.backend}, {args.latency_ms} ms latency, {limit}")
         print(render(result, args.runs))
         print(medians(figures))
     return 0

@@ -24,7 +24,9 @@ def test_bench_day_prints_first_and_last_run_figures() -> None:
             "session_requests",
             "wall_s",
             "last_close_s",
+            "rate_limited",
         }
+        assert run["rate_limited"] == 0  # the sim enforces Alpaca's 200/min; our pacing keeps inside it
         assert run["broker_requests"] >= run["floor_requests"] >= 4  # clock, positions, orders, ≥ 1 quote request
         assert 0 < run["check_s"] < run["wall_s"] and 0 < run["longest_txn_ms"] < run["wall_s"] * 1000
     # 50 positions over 10 symbols, 1 in 100 beyond its stop: run 1 closes it (floor + its order and a listing).
