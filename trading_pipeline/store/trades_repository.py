@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -65,6 +66,11 @@ class TradeRecord:
 
 
 _TRADE_FIELDS = tuple(TradeRecord.__slots__)
+
+
+def _trade_columns() -> list[Any]:
+    """Trade's columns in TradeRecord's order: a row of them is a TradeRecord's arguments."""
+    return [getattr(Trade, name) for name in _TRADE_FIELDS]
 
 
 def trade_record(row: Trade) -> TradeRecord:
@@ -167,7 +173,7 @@ def trades_with_status(
 
 
 def _read_pages(db: Database, status: TradeStatus, wanted: list[str] | None) -> list[TradeRecord]:
-    columns = [getattr(Trade, name) for name in _TRADE_FIELDS]
+    columns = _trade_columns()
     records: list[TradeRecord] = []
     after: tuple[datetime, uuid.UUID] | None = None
     while True:
@@ -311,28 +317,30 @@ def oldest_open_entry(db: Database) -> datetime | None:
 
 def trades_active_since(db: Database, since: datetime) -> list[TradeRecord]:
     """Trades that were open at some point since `since`: still open/closing, or closed after it."""
-    with db.transaction() as session:
-        query = (
-            sa.select(Trade)
-            .where(
-                sa.or_(
-                    Trade.status.in_([TradeStatus.OPEN, TradeStatus.CLOSING]),
-                    sa.and_(Trade.status == TradeStatus.CLOSED, Trade.closed_at >= since),
-                )
+    query = (
+        sa.select(*_trade_columns())
+        .where(
+            sa.or_(
+                Trade.status.in_([TradeStatus.OPEN, TradeStatus.CLOSING]),
+                sa.and_(Trade.status == TradeStatus.CLOSED, Trade.closed_at >= since),
             )
-            .order_by(Trade.entry_at, Trade.id)
         )
-        return [trade_record(row) for row in session.scalars(query)]
+        .order_by(Trade.entry_at, Trade.id)
+    )
+    with db.transaction() as session:
+        rows = session.execute(query).all()
+    return [TradeRecord(*row) for row in rows]
 
 
 def closed_trades_since(db: Database, since: datetime) -> list[TradeRecord]:
-    with db.transaction() as session:
-        rows = session.scalars(
-            sa.select(Trade)
-            .where(Trade.status == TradeStatus.CLOSED, Trade.closed_at >= since)
-            .order_by(Trade.closed_at)
-        )
-        return [trade_record(row) for row in rows]
+    query = (
+        sa.select(*_trade_columns())
+        .where(Trade.status == TradeStatus.CLOSED, Trade.closed_at >= since)
+        .order_by(Trade.closed_at)
+    )
+    with db.transaction() as session:  # plain rows: no ORM objects built inside the transaction
+        rows = session.execute(query).all()
+    return [TradeRecord(*row) for row in rows]
 
 
 def trades_by_ids(db: Database, trade_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, TradeRecord]:
@@ -340,7 +348,7 @@ def trades_by_ids(db: Database, trade_ids: Iterable[uuid.UUID]) -> dict[uuid.UUI
     wanted = sorted(set(trade_ids))
     if not wanted:
         return {}
-    columns = [getattr(Trade, name) for name in _TRADE_FIELDS]
+    columns = _trade_columns()
     with db.transaction() as session:
         rows = session.execute(sa.select(*columns).where(Trade.id.in_(wanted))).all()
     return {record.id: record for record in (TradeRecord(*row) for row in rows)}
