@@ -17,12 +17,15 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from trading_pipeline.store.database import DatabaseMonitor
+from typing import Any, Protocol
 
 REUSE_SECONDS = 5.0
+
+
+class WriteGenerations(Protocol):
+    """What the cache asks of `DatabaseMonitor` (store/database.py, which owns the cache: no import back)."""
+
+    def writes(self, table: str) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +38,7 @@ class _Kept:
 class ReadCache:
     def __init__(
         self,
-        monitor: DatabaseMonitor,
+        monitor: WriteGenerations,
         *,
         max_age: float = REUSE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
