@@ -16,6 +16,7 @@ from trading_pipeline.domain.calendar import session_bounds
 from trading_pipeline.domain.names import STOP_LOSS_JOB
 from trading_pipeline.domain.types import ExitReason, OrderSide, Quote
 from trading_pipeline.monitoring.health import stop_loss_freshness
+from trading_pipeline.resources.alert_delivery import AlertDispatcher
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
@@ -24,6 +25,7 @@ from trading_pipeline.steps.clock import read_clock
 from trading_pipeline.steps.closes import run_stop_loss_sweep
 from trading_pipeline.steps.entries import enforce_daily_loss
 from trading_pipeline.steps.orders import TERMINAL_UNFILLED
+from trading_pipeline.steps.sweep_result import SweepResult
 from trading_pipeline.store import orders_repository as orders_repo
 from trading_pipeline.store import outcome_aggregates_repository as outcome_repo
 from trading_pipeline.store import runs_repository as runs_repo
@@ -78,6 +80,8 @@ def closes(
         max_quote_age=timedelta(seconds=config.max_quote_age_seconds) if clock.is_open else None,
         prefetched=runs_repo.quotes_for_run(db, run_id),
         max_age_trading_days=max_age,
+        market_open=clock.is_open,
+        next_open=clock.next_open,
     )
     day = trading_date(clock)
     quotes = runs_repo.quotes_for_run(db, run_id)  # after the sweep: it stores its own when the quotes step failed
@@ -112,10 +116,11 @@ def closes(
             severity="warning",
             source="closes",
         )
+    alert_held_exits(alerts.dispatcher(db, context.log), result, market_open=clock.is_open)
     checks_started = time.perf_counter()  # the outcome checks' own cost, reported as `check_seconds`
     # The sweep's own read when it changed no trade (store/read_cache.py), else the trades as they are now.
     open_now, closing_now = trades_repo.open_trades(db, reuse=True), trades_repo.closing_trades(db, reuse=True)
-    beyond = positions_beyond_stop(db, quotes, open_now, closing_now)
+    beyond = explain_beyond(positions_beyond_stop(db, quotes, open_now, closing_now), result)
     outcome_checks = outcome_check_results(
         context.instance,
         db,
@@ -153,6 +158,9 @@ def closes(
             "drift_repaired_by_sweep": md(reasons_table(result.drift_repaired)),
             "holding_orders_cancelled": result.holding_orders_cancelled,
             "possible_splits_not_sold": md(reasons_table(result.split_suspects)),
+            "waiting_for_open": md(reasons_table(result.waiting_for_open)),
+            "exits_refused": md(reasons_table(result.refused)),
+            "closes_sent_blind": md(reasons_table(result.blind_closes)),
             "outside_orders_cancelled": json_value(result.outside_orders_cancelled),
             "closed_positions": md(markdown_table(result.closed_trades)),
             **reading.metadata(),
@@ -170,6 +178,39 @@ def closes(
             closes_checks.db_health(stats),
         ],
     )
+
+
+def alert_held_exits(dispatcher: AlertDispatcher, result: SweepResult, *, market_open: bool) -> None:
+    """Exits decided and not sent: out of session (no silent queued market order), or refused by the broker for
+    a reason that lasts. A person hears when each will be sold, or what they can do."""
+    if result.waiting_for_open:
+        dispatcher.fire(
+            "closes:waiting_for_open",
+            "positions beyond their stop while the market is closed",
+            "No market order was queued (Alpaca would hold it to the next session without a word). Each is "
+            "reported beyond its stop until then: "
+            + "; ".join(f"{symbol}: {text}" for symbol, text in sorted(result.waiting_for_open.items())),
+            severity="critical",
+            source="closes",
+        )
+    elif market_open:
+        dispatcher.resolve("closes:waiting_for_open", "the market is open: exits are sent again")
+    for symbol in result.refusals_cleared:
+        dispatcher.resolve(f"closes:refused:{symbol}", f"the broker accepted the exit of {symbol}")
+    for symbol, text in sorted(result.new_refusals.items()):
+        dispatcher.fire(
+            f"closes:refused:{symbol}",
+            f"the broker refused to close {symbol}",
+            f"{symbol} is beyond its stop and the broker refused the exit: {text}",
+            severity="critical",
+            source="closes",
+        )
+
+
+def explain_beyond(beyond: dict[str, str], result: SweepResult) -> dict[str, str]:
+    """Name, beside each position beyond its stop, why this run did not sell it (when it knows)."""
+    why = {**result.waiting_for_open, **result.refused}
+    return {key: f"{text} — {why[key.split()[0]]}" if key.split()[0] in why else text for key, text in beyond.items()}
 
 
 def kill_switch_text(db: Database) -> str:

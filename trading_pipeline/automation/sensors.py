@@ -33,6 +33,7 @@ from trading_pipeline.monitoring.ticks import queue_health, tick_health
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
+from trading_pipeline.store import refusals_repository as refusals_repo
 from trading_pipeline.store import trades_repository as trades_repo
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
@@ -105,6 +106,20 @@ def stop_trigger_sensor(
             quoted_at.append(quote.timestamp)
     if not crossed:
         return dg.SkipReason(f"{len(trades)} positions checked with {batch.requests} quote request(s); none crossed")
+    # An exit the broker refused for a lasting reason (PDT, not tradable) is re-sent at its own cadence, not
+    # every tick: the stop-loss runs report it beyond its stop meanwhile, and the schedule still sweeps.
+    refused = {
+        symbol
+        for symbol, refusal in refusals_repo.refusals(database.db, {c.split(":")[0] for c in crossed}).items()
+        if refusal.retry_after > clock.timestamp
+    }
+    kept = [(c, at) for c, at in zip(crossed, quoted_at, strict=True) if c.split(":")[0] not in refused]
+    if not kept:
+        return dg.SkipReason(
+            f"crossed: {', '.join(sorted(set(crossed)))} — each exit refused by the broker recently "
+            "(retried at its own cadence, see the closes step's `exits_refused`)"
+        )
+    crossed, quoted_at = [c for c, _ in kept], [at for _, at in kept]
     symbols = ",".join(sorted(set(crossed)))
     stamp = max(quoted_at).isoformat()
     context.log.info(f"stop trigger: {symbols} crossed at {stamp}; requesting a stop-loss run now")

@@ -117,7 +117,8 @@ def error_for(operation: str, failure: Failure, *, order_call: bool = False) -> 
             status=401,
         )
     if order_call and status in (403, 422):
-        return OrderRejected(failure.message, status=status)  # the broker's own words, e.g. "qty must be > 0"
+        # The broker's own words, e.g. "qty must be > 0", with its code and the body's fields (what is available).
+        return OrderRejected(failure.message, status=status, code=failure.code, details=failure.details)
     return BrokerError(f"{operation}: {describe(failure)}", status=status)
 
 

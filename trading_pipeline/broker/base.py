@@ -219,7 +219,21 @@ class RateBudgetExhausted(BrokerError):
 
 
 class OrderRejected(BrokerError):
-    """The broker refused the order (422/403); the message is the broker's."""
+    """The broker refused the order (422/403); the message is the broker's. `code`: Alpaca's error code
+    (e.g. 40310000 forbidden, 40310100 pattern-day-trading protection); `details`: the other fields of its
+    body, e.g. an insufficient-quantity refusal's `available`, `existing_qty` and `held_for_orders`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.code = code
+        self.details = dict(details or {})
 
 
 class NotFound(BrokerError):

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -78,6 +78,8 @@ class Failure:
     retryable: bool
     ambiguous: bool
     retry_after: float | None = None
+    code: int | None = None  # Alpaca's error code from the body (40310000, 40310100, 42210000, ...)
+    details: dict[str, str] = field(default_factory=dict)  # the body's other scalar fields, as text
 
 
 def error_details(exc: BaseException) -> Failure | None:
@@ -89,6 +91,8 @@ def error_details(exc: BaseException) -> Failure | None:
         if response is not None:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
         retryable = status is None or status in RETRYABLE_STATUSES
+        body = _body_of(exc)
+        code = body.get("code")
         return Failure(
             status=status,
             message=_message_of(exc, status),
@@ -96,6 +100,12 @@ def error_details(exc: BaseException) -> Failure | None:
             # A 429 is refused before processing; a 5xx (a 504 from a gateway above all) may not be.
             ambiguous=status is None or status >= 500,
             retry_after=retry_after,
+            code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+            details={
+                key: str(value)
+                for key, value in body.items()
+                if key not in ("code", "message") and isinstance(value, str | int | float) and len(str(value)) < 64
+            },
         )
     if isinstance(exc, requests.exceptions.Timeout | requests.exceptions.ConnectionError):
         return Failure(None, f"{type(exc).__name__}: {_short(str(exc))}", retryable=True, ambiguous=True)
@@ -110,6 +120,15 @@ def _status_of(exc: APIError) -> int | None:
     except Exception:
         return None
     return int(status) if isinstance(status, int) else None
+
+
+def _body_of(exc: APIError) -> dict:
+    """Alpaca's JSON error body (`{"code": ..., "message": ..., ...}`), or {} when it is not one."""
+    try:
+        body = json.loads(str(exc) or "")
+    except (ValueError, TypeError):
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _message_of(exc: APIError, status: int | None) -> str:

@@ -1,11 +1,18 @@
 """One close, sized against the broker's book: claim (tx) → free the quantity → submit (no tx) → record (tx).
 
 - The order sells the lesser of the trade's quantity and what the broker holds for the symbol (after earlier
-  closes in the same symbol this run), never more and never a short; when the broker cannot be read, nothing
-  is sent this run (the position then counts as beyond its stop, which fails the run and alerts).
+  closes in the same symbol this run), never more and never a short. When the broker's positions cannot be
+  read (listing and per-symbol look-up both down), the close still goes out, sized to the trade's quantity in
+  the DB — which every successful read has cut to what the broker held — relying on Alpaca to refuse a sell of
+  more than is held (403; "an order that would flip your position ... from long to short ... will return a
+  403 Forbidden", alpaca-docs content/api-references/trading-api/_index.md). A read endpoint never blocks a stop.
 - Open orders that hold the shares — the trade's own legs, found in the listing or by their parent, or anyone
-  else's — are cancelled and confirmed first; a refusal for held quantity (403) frees what holds it and tries
-  once more in the same run.
+  else's — are cancelled and confirmed first; a refusal for quantity (403 "insufficient qty available") frees
+  what holds it, or re-reads the position (else takes the refusal's own `available`), re-sizes the trade to it
+  and tries once more in the same run.
+- A refusal that will not change within minutes (pattern-day-trading protection, an asset not tradable, an
+  account blocked) is stored with when to try again (`domain/refusals.py`), so it is re-sent at a bounded
+  cadence, and reported with what a person can do.
 - A close order that ends partly filled splits the trade: the filled part is closed, the rest is open again.
 """
 
@@ -14,9 +21,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from trading_pipeline.broker.base import Broker, BrokerError, BrokerOrder, OrderRejected, OrderRequest
+from trading_pipeline.broker.base import (
+    Broker,
+    BrokerError,
+    BrokerOrder,
+    BrokerPosition,
+    OrderRejected,
+    OrderRequest,
+)
 from trading_pipeline.domain.exits import ExitDecision
 from trading_pipeline.domain.ids import client_order_id
+from trading_pipeline.domain.refusals import QUANTITY_WORDS, Refusal, RefusalKind, classify_refusal
 from trading_pipeline.domain.types import ExitReason, OrderAction, closing_side, signed_qty
 from trading_pipeline.steps.broker_book import BrokerBook
 from trading_pipeline.steps.holding_orders import describe_order, free_quantity
@@ -30,7 +45,15 @@ from trading_pipeline.store import orders_repository as orders_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
-HELD_QTY_REFUSALS = ("insufficient qty", "held for orders", "qty available")
+HELD_QTY_REFUSALS = QUANTITY_WORDS
+
+
+class _Resize:
+    """The broker refused the close for quantity and no open order was found holding the shares: it holds
+    `held` (its fresh position, or the refusal's `existing_qty`)."""
+
+    def __init__(self, held: Decimal) -> None:
+        self.held = held
 
 
 def close_position(
@@ -43,19 +66,24 @@ def close_position(
     result: SweepResult,
     now: datetime,
     book: BrokerBook,
+    resized: bool = False,
 ) -> None:
     symbol, side = trade.symbol, closing_side(trade.side)
     held = book.held(symbol)
+    wanted = signed_qty(trade.qty, trade.side)
     if held is None:
         why = book.unknown.get(symbol) or "the broker's positions could not be read"
-        result.unsized[symbol] = f"{why}: no order sent (never sized on a guess); retried next run"
-        return
-    wanted = signed_qty(trade.qty, trade.side)
-    available = abs(held) if (held > 0) == (wanted > 0) else Decimal(0)
+        result.blind_closes[symbol] = (
+            f"{why}: close sent for the DB's {shares(trade.qty)} (bounded by the last successful read); the "
+            "broker refuses a sell of more than is held"
+        )
+        available = trade.qty
+    else:
+        available = abs(held) if (held > 0) == (wanted > 0) else Decimal(0)
     if available <= 0:
         result.failures[symbol] = (
             f"broker holds {shares(held)} {symbol}, the trade needs {shares(wanted)}: no order sent — the "
-            "reconciliation records the position as closed outside the pipeline"
+            "reconciliation reports the position as unconfirmed until a fill or a corporate action explains it"
         )
         return
     if available < trade.qty:
@@ -81,12 +109,31 @@ def close_position(
         return
     request = OrderRequest(symbol=symbol, side=side, qty=trade.qty, client_order_id=cid)
     order = _submit(db, broker, trade, cid, request, book, result)
+    if isinstance(order, _Resize):
+        if resized or order.held <= 0 or order.held >= trade.qty:
+            result.failures[symbol] = (
+                f"close of {shares(trade.qty)} {symbol} refused for quantity; the broker holds "
+                f"{shares(order.held)} and no open order was found holding them: retried next run"
+            )
+            return
+        # Fewer shares held than the DB says, as the broker just said: the trade follows it, the close goes again.
+        book.unknown.pop(symbol, None)
+        book.positions[symbol] = _position_of(trade, order.held)
+        fresh = trades_repo.get_trade(db, trade.id) or trade
+        close_position(
+            db, broker, fresh, decision, run_id=run_id, result=result, now=now, book=book, resized=True
+        )
+        return
     if order is None:
         return
     result.orders_submitted += 1
     book.take(symbol, trade.qty)
     # Recorded once the sweep has looked the fills of all its closes up in one listing (steps/close_fills.py).
     result.awaiting_fill.append((trade, order, decision.reason))
+
+
+def _position_of(trade: trades_repo.TradeRecord, held: Decimal) -> BrokerPosition:
+    return BrokerPosition(trade.symbol, trade.side, held, trade.entry_price, trade.entry_price, held)
 
 
 def _submit(
@@ -97,29 +144,32 @@ def _submit(
     request: OrderRequest,
     book: BrokerBook,
     result: SweepResult,
-) -> BrokerOrder | None:
+) -> BrokerOrder | _Resize | None:
     for attempt in (1, 2):
         try:
             return broker.submit_order(request, confirm_fill=False)
         except OrderRejected as exc:
-            held_refusal = any(text in exc.message.lower() for text in HELD_QTY_REFUSALS)
-            if attempt == 1 and held_refusal:
-                # Something the listing did not show holds the shares: look for it directly, free it, retry once.
-                try:
-                    book.orders = book.orders or {}
-                    for order in broker.open_orders([trade.symbol]):
-                        if all(o.id != order.id for o in book.orders.get(trade.symbol, [])):
-                            book.add_order(order)
-                except BrokerError as lookup:
-                    result.failures[trade.symbol] = f"close refused ({exc.message}); open orders unreadable: {lookup}"
-                    claims_repo.release_claim(db, trade.id, client_order_id=cid)
-                    return None
-                if _free_the_shares(db, broker, trade, cid, book, result, listing_only=True):
+            refusal = classify_refusal(exc.status, exc.code, exc.message, exc.details)
+            if attempt == 1 and refusal.kind is RefusalKind.QUANTITY:
+                # Something the listing did not show holds the shares, or fewer are held than the DB says.
+                freed = _free_unlisted_holders(db, broker, trade, cid, book, result, exc)
+                if freed is True:
                     continue
-                return None
+                if freed is None:
+                    return None
+                available = _available_after_refusal(broker, book, trade, refusal)
+                claims_repo.release_claim(db, trade.id, client_order_id=cid)
+                if available is None:
+                    result.failures[trade.symbol] = (
+                        f"close refused ({exc.message}); what the broker holds is unreadable: retried next run"
+                    )
+                    return None
+                return _Resize(available)
             # The broker provably holds no order for this id: release so the next run retries (attempt + 1).
             claims_repo.release_claim(db, trade.id, client_order_id=cid)
             result.failures[trade.symbol] = f"close rejected by broker: {exc.message}"
+            if refusal.kind is RefusalKind.LASTING:
+                result.refusals_to_record.append((trade, exc, refusal))
             return None
         except BrokerError as exc:
             # Ambiguous (timeouts, 5xx after retries): the row stays `closing`; the next run looks the id up,
@@ -127,6 +177,45 @@ def _submit(
             result.failures[trade.symbol] = f"close submit unresolved, will reconcile by client_order_id: {exc}"
             return None
     return None
+
+
+def _free_unlisted_holders(
+    db: Database,
+    broker: Broker,
+    trade: trades_repo.TradeRecord,
+    cid: str,
+    book: BrokerBook,
+    result: SweepResult,
+    refused: OrderRejected,
+) -> bool | None:
+    """Look for open orders holding the shares that the run's listing did not show, and free them.
+    True: some were freed, send again. False: none found. None: the claim was settled or released here."""
+    try:
+        book.orders = book.orders or {}
+        before = {o.id for o in book.orders.get(trade.symbol, [])}
+        for order in broker.open_orders([trade.symbol]):
+            if order.id not in before:
+                book.add_order(order)
+    except BrokerError as lookup:
+        result.failures[trade.symbol] = f"close refused ({refused.message}); open orders unreadable: {lookup}"
+        claims_repo.release_claim(db, trade.id, client_order_id=cid)
+        return None
+    if not book.holding_orders(trade.symbol, closing_side(trade.side)):
+        return False
+    return True if _free_the_shares(db, broker, trade, cid, book, result, listing_only=True) else None
+
+
+def _available_after_refusal(
+    broker: Broker, book: BrokerBook, trade: trades_repo.TradeRecord, refusal: Refusal
+) -> Decimal | None:
+    """What the broker holds for the trade's side after a quantity refusal: a fresh read of the position, else
+    the refusal's own `existing_qty` (Alpaca sends it in the 403's body), else unknown."""
+    book.refresh(trade.symbol)
+    held = book.held(trade.symbol)
+    if held is not None:
+        wanted = signed_qty(trade.qty, trade.side)
+        return abs(held) if held != 0 and (held > 0) == (wanted > 0) else Decimal(0)
+    return refusal.held
 
 
 def _free_the_shares(

@@ -26,12 +26,14 @@ from trading_pipeline.broker.base import Broker
 from trading_pipeline.domain.calendar import NEW_YORK, trading_days_between
 from trading_pipeline.domain.drift import split_like_ratio
 from trading_pipeline.domain.exits import ExitDecision, InvalidQuote, decide_exit, next_high_water_mark
+from trading_pipeline.domain.refusals import RETRY_LASTING_REFUSAL_AFTER
 from trading_pipeline.domain.types import Quote
 from trading_pipeline.steps.broker_book import BrokerBook
 from trading_pipeline.steps.close_fills import AwaitingFill, record_fills
 from trading_pipeline.steps.close_orders import close_position
 from trading_pipeline.steps.leftovers import LEFTOVER_GRACE, resolve_leftover_closes
 from trading_pipeline.steps.sweep_result import SweepResult
+from trading_pipeline.store import refusals_repository as refusals_repo
 from trading_pipeline.store import runs_repository as runs_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
@@ -55,12 +57,16 @@ def run_stop_loss_sweep(
     prefetched: Mapping[str, Quote] | None = None,
     max_age_trading_days: int | None = None,
     close_concurrency: int = CLOSE_CONCURRENCY,
+    market_open: bool = True,
+    next_open: datetime | None = None,
 ) -> SweepResult:
     """One sweep. `prefetched`: quotes this run already fetched (the `quotes` asset); only symbols not in
     it are requested, so a stop-loss run asks the broker for each symbol once. `max_age_trading_days`:
     close positions held that many NYSE sessions (None: no age limit); a trade's own limit (set by its
     strategy) applies too, whichever is smaller. `close_concurrency`: symbols closed at once (1: one after
-    another, in symbol order — what a seeded soak needs to replay the same requests)."""
+    another, in symbol order — what a seeded soak needs to replay the same requests). `market_open`: the
+    broker's clock; when closed, exits are decided and reported (until `next_open`) but no order is sent —
+    Alpaca would queue a market DAY order to the next session without a word."""
     result = SweepResult()
     resolve_leftover_closes(db, broker, result, now=now, grace=leftover_grace)
 
@@ -112,6 +118,17 @@ def run_stop_loss_sweep(
 
     if not exits:
         return result
+    if not market_open:
+        when = f"{next_open.astimezone(NEW_YORK):%a %Y-%m-%d %H:%M} ET" if next_open else "the next open"
+        for trade, decision in exits:
+            result.waiting_for_open[trade.symbol] = (
+                f"{decision.reason.value} (trigger {decision.trigger_price}): the market is closed (broker clock), "
+                f"no market order queued; sold by the first stop-loss run after the open, {when}"
+            )
+        return result
+    exits = _hold_back_refused(db, exits, result, decision_time)
+    if not exits:
+        return result
     # What the broker holds and which orders hold it, read once for the symbols to close: a close never sells
     # more than is held (that would open a short), and is never blocked by the listing being down.
     book = BrokerBook.read(broker, {trade.symbol for trade, _ in exits})
@@ -148,11 +165,61 @@ def run_stop_loss_sweep(
     awaiting = [AwaitingFill(trade, order, reason) for trade, order, reason in result.awaiting_fill]
     result.awaiting_fill = []
     errors = [error for _, error in outcomes if error is not None]
+    record_refusals(db, result, now=decision_time, run_id=run_id)
+    result.refusals_cleared = refusals_repo.clear_refusals(db, {a.trade.symbol for a in awaiting})
     if awaiting:  # what was sent is recorded even when another symbol's close failed
         errors += record_fills(db, broker, awaiting, result=result, run_id=run_id, since=decision_time)
     if errors:
         raise errors[0]  # the run fails loudly; the rest of its closes are sent and recorded
     return result
+
+
+def _hold_back_refused(
+    db: Database,
+    exits: list[tuple[trades_repo.TradeRecord, ExitDecision]],
+    result: SweepResult,
+    now: datetime,
+) -> list[tuple[trades_repo.TradeRecord, ExitDecision]]:
+    """Exits refused for a lasting reason are sent again only once their `retry_after` has passed: the same
+    refused order every few seconds helps nobody, and the position stays reported beyond its stop."""
+    stored = refusals_repo.refusals(db, {trade.symbol for trade, _ in exits})
+    kept = []
+    for trade, decision in exits:
+        refusal = stored.get(trade.symbol)
+        if refusal is not None and refusal.retry_after > now:
+            result.refused[trade.symbol] = (
+                f"{refusal.cause} — the broker said \"{refusal.message}\" ({refusal.attempts}× since "
+                f"{refusal.first_refused_at:%Y-%m-%d %H:%M} UTC); next attempt after "
+                f"{refusal.retry_after:%H:%M:%S} UTC"
+            )
+            continue
+        kept.append((trade, decision))
+    return kept
+
+
+def record_refusals(db: Database, result: SweepResult, *, now: datetime, run_id: str | None) -> None:
+    """Store each lasting refusal with when to try again; the first of an episode is alerted by the caller."""
+    for trade, rejected, refusal in result.refusals_to_record:
+        stored = refusals_repo.record_refusal(
+            db,
+            symbol=trade.symbol,
+            trade_id=trade.id,
+            now=now,
+            retry_after=now + RETRY_LASTING_REFUSAL_AFTER,
+            status=rejected.status,
+            code=rejected.code,
+            cause=refusal.cause,
+            message=rejected.message,
+            run_id=run_id,
+        )
+        text = (
+            f"{refusal.cause} — the broker said \"{rejected.message}\" (HTTP {rejected.status}, code "
+            f"{rejected.code}); tried again after {stored.retry_after:%H:%M:%S} UTC. What to do: {refusal.what_to_do}"
+        )
+        result.refused[trade.symbol] = text
+        if stored.attempts == 1:
+            result.new_refusals[trade.symbol] = text
+    result.refusals_to_record = []
 
 
 def _tighter(own: int | None, configured: int | None) -> int | None:

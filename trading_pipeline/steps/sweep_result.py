@@ -39,6 +39,18 @@ class SweepResult:
     fill_listings: int = 0  # listings that looked the run's close fills up (one per pass, not one per order)
     awaiting_fill: list[Any] = field(default_factory=list)  # closes sent, their fills looked up after the batch
     last_close_submitted_s: float | None = None  # from the exits decided to the last close order's answer
+    # Exits decided while the broker's clock is closed: no market order is queued (Alpaca would hold it to the
+    # next session, silently); each stays beyond its stop, reported, until the first run after the open.
+    waiting_for_open: dict[str, str] = field(default_factory=dict)
+    # Exits the broker refused for a lasting reason (PDT, not tradable, account blocked), or not re-sent yet
+    # because such a refusal is recent: symbol → the broker's words, when it is tried again, what to do.
+    refused: dict[str, str] = field(default_factory=dict)
+    new_refusals: dict[str, str] = field(default_factory=dict)  # refused for the first time: alert a person
+    refusals_cleared: list[str] = field(default_factory=list)  # refused before, accepted now: recovered
+    refusals_to_record: list[Any] = field(default_factory=list)  # (trade, OrderRejected, Refusal) to store
+    # Closes sent while the broker's positions could not be read: sized to the DB's quantity (every read that
+    # works cuts it to what the broker holds), relying on Alpaca's 403 for selling more than is held.
+    blind_closes: dict[str, str] = field(default_factory=dict)
 
     def absorb(self, part: SweepResult) -> None:
         """Add what one worker's closes counted (a result of its own, so no counter is shared across threads)."""

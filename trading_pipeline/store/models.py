@@ -247,3 +247,23 @@ class OutcomeCross(Base):
     state: Mapped[str] = mapped_column(sa.String(16))  # CrossState by name
     note: Mapped[str | None] = mapped_column(sa.Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now, onupdate=utc_now)
+
+
+class ExitRefusal(Base):
+    """An exit the broker refused for a reason that lasts (pattern-day-trading protection, an asset not
+    tradable, an account blocked): when it may be sent again, so the stop-trigger sensor does not re-send the
+    same refused order every tick. One row per symbol; removed once the position is flat or the exit accepted."""
+
+    __tablename__ = "exit_refusals"
+
+    symbol: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    trade_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    first_refused_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_refused_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    retry_after: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=1)
+    status: Mapped[int | None] = mapped_column(sa.Integer)
+    code: Mapped[int | None] = mapped_column(sa.Integer)
+    cause: Mapped[str] = mapped_column(sa.String(200))
+    message: Mapped[str] = mapped_column(sa.Text)
+    dagster_run_id: Mapped[str | None] = mapped_column(sa.String(64))
