@@ -10,6 +10,8 @@ from trading_pipeline.checks import positions as positions_checks
 from trading_pipeline.checks.metadata import json_value, markdown_table, md, reasons_table
 from trading_pipeline.domain.names import STOP_LOSS_JOB
 from trading_pipeline.monitoring.runs import recent_runs
+from trading_pipeline.resources.alert_delivery import AlertDispatcher
+from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
 from trading_pipeline.steps.clock import read_clock
@@ -21,6 +23,8 @@ from trading_pipeline.steps.corporate_actions import (
 from trading_pipeline.steps.protection import ProtectionResult, protect_positions
 from trading_pipeline.steps.reconcile import Reconciliation, reconcile_positions, resolve_pending_entries
 from trading_pipeline.store import trades_repository as trades_repo
+from trading_pipeline.store.alerts_repository import current_trading_state, set_trading_state
+from trading_pipeline.store.database import Database
 
 
 @dg.asset(
@@ -32,7 +36,7 @@ from trading_pipeline.store import trades_repository as trades_repo
     description="Open trades in the DB vs positions at the broker: missing, extra and quantity mismatches.",
 )
 def positions(
-    context: dg.AssetExecutionContext, database: TradingDatabase, broker: BrokerResource
+    context: dg.AssetExecutionContext, database: TradingDatabase, broker: BrokerResource, alerts: AlertsResource
 ) -> dg.MaterializeResult:
     """Never fails on a broker outage: what could not be read becomes a failed check (and so an alert), and the
     closes step after it still runs — nothing here may block a stop-loss."""
@@ -63,8 +67,10 @@ def positions(
         reconciled.pending_cancelled, reconciled.pending_waiting = result.pending_cancelled, result.pending_waiting
         reconciled.failures.update(result.failures)
         result = reconciled
-        moved = sorted({*result.possible_splits, *result.qty_mismatch})
-        if moved:  # a held symbol's quantity moved: a split the session-start read did not know yet?
+        # A held symbol's quantity moved (a split the session-start read did not know yet?), or a symbol vanished
+        # without a fill (a name change?): its corporate actions are looked up again, every run until explained.
+        moved = sorted({*result.possible_splits, *result.qty_mismatch, *result.unconfirmed})
+        if moved and result.mass_disappearance is None:
             again = apply_corporate_actions(db, client, today=today, symbols=moved, run_id=run_id)
             _merge_actions(actions, again)
             if again.rebased or again.renamed:  # re-arm protection at the new prices, compare again
@@ -74,6 +80,7 @@ def positions(
                 )
     except BrokerError as exc:
         result.unavailable = f"broker positions unreadable, DB and broker not compared this run: {exc}"
+    report_unconfirmed(alerts.dispatcher(db, context.log), db, result)
     mismatches = result.mismatches
     if mismatches:
         context.log.error(f"positions: {len(mismatches)} reconciliation mismatches: {mismatches}")
@@ -94,6 +101,9 @@ def positions(
             "possible_splits": len(result.possible_splits),
             "repaired": len(result.repaired),
             "repairs": md(reasons_table(result.repaired)),
+            "unconfirmed": md(reasons_table(result.unconfirmed)),
+            "relinked_to_new_symbols": md(reasons_table(result.relinked)),
+            "mass_disappearance": result.mass_disappearance or "",
             "pending_entries_filled": result.pending_filled,
             "pending_entries_partly_filled": result.pending_partial,
             "pending_entries_cancelled": result.pending_cancelled,
@@ -116,6 +126,7 @@ def positions(
         check_results=[
             positions_checks.reconciliation_clean(mismatches, result.matched, repaired=result.repaired),
             positions_checks.levels_match_broker(result.possible_splits),
+            positions_checks.positions_confirmed(result.unconfirmed, result.mass_disappearance),
             positions_checks.protective_orders_live(
                 protection.protected_positions, protection_problems, protection.recreated
             ),
@@ -123,6 +134,34 @@ def positions(
             positions_checks.no_stale_closing_rows(trades_repo.closing_trades(db, reuse=True), run_starts=run_starts),
         ],
     )
+
+
+def report_unconfirmed(dispatcher: AlertDispatcher, db: Database, result: Reconciliation) -> None:
+    """Positions the broker no longer lists, with no evidence of how they left, are never written off: a
+    person is told (one incident), and a whole book vanishing halts entries until someone resumes."""
+    if result.mass_disappearance:
+        if not current_trading_state(db).halted:
+            set_trading_state(
+                db, halted=True, actor="pipeline (reconciliation)", reason=result.mass_disappearance[:500]
+            )
+        dispatcher.fire(
+            "positions:mass_disappearance",
+            "the broker's book no longer shows most of our positions",
+            result.mass_disappearance
+            + ". Check ALPACA_API_KEY (the right account?) and Alpaca's status; then `trading-pipeline resume`.",
+            severity="critical",
+            source="positions",
+        )
+    if result.unconfirmed:
+        dispatcher.fire(
+            "positions:unconfirmed",
+            f"{len(result.unconfirmed)} positions missing at the broker without a fill",
+            "; ".join(f"{symbol}: {text}" for symbol, text in sorted(result.unconfirmed.items())),
+            severity="critical",
+            source="positions",
+        )
+    elif result.unavailable is None:
+        dispatcher.resolve("positions:unconfirmed", "every open trade is held at the broker, or its exit was found")
 
 
 def _merge_actions(into: CorporateActionsResult, more: CorporateActionsResult) -> None:

@@ -49,6 +49,36 @@ LEVELS_SPEC = dg.AssetCheckSpec(
 SPECS.append(LEVELS_SPEC)
 
 
+CONFIRMED_SPEC = dg.AssetCheckSpec(
+    "positions_confirmed",
+    asset="positions",
+    description=(
+        "Every open trade is held at the broker, or its exit is explained by a fill or a corporate action. A "
+        "position missing without evidence is never written off: it stays open (and judged against its stop), "
+        "and this check fails until a fill, a corporate action or a person explains it. Not blocking: nothing "
+        "upstream of the sweep may stop a stop-loss."
+    ),
+)
+SPECS.append(CONFIRMED_SPEC)
+
+
+def positions_confirmed(unconfirmed: Mapping[str, str], mass_disappearance: str | None) -> dg.AssetCheckResult:
+    listed = "; ".join(f"{symbol}: {text}" for symbol, text in sorted(unconfirmed.items())[:3])
+    more = f" (+{len(unconfirmed) - 3} more)" if len(unconfirmed) > 3 else ""
+    summary = "every open trade is held at the broker or explained"
+    if mass_disappearance:
+        summary = f"INCIDENT: {mass_disappearance}"
+    elif unconfirmed:
+        summary = f"{len(unconfirmed)} unconfirmed: {listed}{more}"
+    return result(
+        "positions_confirmed",
+        not unconfirmed and mass_disappearance is None,
+        summary,
+        numbers={"unconfirmed": len(unconfirmed), "mass_disappearance": int(mass_disappearance is not None)},
+        problems=dict(unconfirmed),
+    )
+
+
 def levels_match_broker(possible_splits: Mapping[str, str]) -> dg.AssetCheckResult:
     listed = "; ".join(f"{symbol}: {text}" for symbol, text in sorted(possible_splits.items())[:3])
     return result(

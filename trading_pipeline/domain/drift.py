@@ -40,3 +40,25 @@ def split_like_ratio(
                 if abs(ours - theirs) <= ours * BASIS_TOLERANCE:
                     return value
     return None
+
+
+# A book that vanishes at once is an incident (another account's keys, an empty listing during an outage), not
+# a wave of sales: at least this many symbols and this share of the book missing in one read.
+MASS_MISSING_SYMBOLS = 2
+MASS_MISSING_SHARE = Decimal("0.5")
+
+
+def is_mass_disappearance(missing: int, expected: int) -> bool:
+    """Most of the book missing from one listing: never written off symbol by symbol."""
+    if missing < MASS_MISSING_SYMBOLS or expected <= 0:
+        return False
+    return Decimal(missing) / Decimal(expected) >= MASS_MISSING_SHARE
+
+
+def same_holding(our_qty: Decimal, our_price: Decimal, broker_qty: Decimal, broker_avg_price: Decimal) -> bool:
+    """The broker's position under another symbol is our trade's shares (a name change not published yet):
+    the same quantity at the same cost basis. Equal quantities at an average price within a cent a share."""
+    values = (our_qty, our_price, broker_qty, broker_avg_price)
+    if not all(v.is_finite() and v > 0 for v in values):
+        return False
+    return our_qty == broker_qty and abs(our_price - broker_avg_price) <= Decimal("0.01")

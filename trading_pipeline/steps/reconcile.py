@@ -5,10 +5,15 @@ reconciliation check and alerts, and is repaired in the DB where the broker's bo
 happened (each repair with an audit row, `store/adjustments_repository.py`):
 
 - the broker holds fewer shares than our open trades: the trades are cut to what is held (oldest kept first);
-- the broker holds none: the trades are closed as `manual` — at the fill price of the closing order found at
-  the broker, or without a price when none is found (sold outside the pipeline, transferred);
-- the broker holds more than our trades: reported, never adopted (shares the pipeline did not buy carry no
-  stop it chose);
+- the broker holds none: nothing is written off without evidence. A closing fill at the broker (an order on
+  the closing side after the entry) closes the trade as `manual` at its price; shares of the same quantity
+  and cost basis under another symbol are the trade's after a name change not yet published (re-linked, with
+  an audit row); a published name change re-points it (`steps/corporate_actions.py`, run for missing symbols
+  by the positions step). Otherwise the trade stays open, *unconfirmed* — reported, alerted, and looked up
+  again every run;
+- most of the book missing at once (another account's keys, an empty listing during an incident) is one
+  incident: nothing is written off or cut, entries are halted (the kill switch), and it is alerted;
+- the broker holds more than our trades: reported (`steps/outside_positions.py` decides what follows);
 - a quantity that moved by a split-like ratio with the cost basis unchanged: reported as a possible split and
   left alone (cutting the quantity without re-basing the price would silently switch protection off).
 
@@ -25,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from trading_pipeline.broker.base import Broker, BrokerError, BrokerPosition
-from trading_pipeline.domain.drift import split_like_ratio
+from trading_pipeline.domain.drift import is_mass_disappearance, same_holding, split_like_ratio
 from trading_pipeline.domain.types import TradeStatus, closing_side, signed_qty
 from trading_pipeline.steps.holding_orders import free_quantity
 from trading_pipeline.steps.orders import is_dead, order_fields
@@ -54,6 +59,10 @@ class Reconciliation:
     failures: dict[str, str] = field(default_factory=dict)
     closing_symbols: list[str] = field(default_factory=list)
     unavailable: str | None = None  # the broker's positions could not be read: nothing was compared
+    # Missing at the broker with no evidence of how they left: still open, looked up again every run.
+    unconfirmed: dict[str, str] = field(default_factory=dict)
+    relinked: dict[str, str] = field(default_factory=dict)  # OLD → NEW: our shares found under a new symbol
+    mass_disappearance: str | None = None  # most of the book gone in one read: one incident, no write-off
 
     @property
     def clean(self) -> bool:
@@ -193,6 +202,15 @@ def repair_drift(
     by_symbol: dict[str, list[trades_repo.TradeRecord]] = defaultdict(list)
     for trade in trades_repo.open_trades(db, reuse=True):
         by_symbol[trade.symbol].append(trade)
+    if is_mass_disappearance(len(result.missing_at_broker), result.db_symbols):
+        result.mass_disappearance = (
+            f"{len(result.missing_at_broker)} of {result.db_symbols} symbols the DB holds are missing from the "
+            f"broker's listing ({result.broker_symbols} symbols listed): another account's keys, or an empty "
+            "listing during a broker incident? Nothing written off; entries halted until a person resumes"
+        )
+        for symbol in result.missing_at_broker:
+            result.unconfirmed[symbol] = _unconfirmed_text(symbol, by_symbol.get(symbol, []), mass=True)
+        return
     for symbol in sorted(result.qty_mismatch):
         trades, position = by_symbol.get(symbol, []), held.get(symbol)
         if not trades or position is None or any(t.side is not position.side for t in trades):
@@ -213,7 +231,8 @@ def repair_drift(
             _cut_to_held(db, symbol, trades, position.qty, result, run_id, current)
     if result.missing_at_broker:
         missing = {s: by_symbol.get(s, []) for s in result.missing_at_broker}
-        _close_outside(db, broker, missing, result, run_id, current)
+        _close_on_fills(db, broker, missing, result, run_id)
+        _relink_renamed(db, {s: missing[s] for s in result.unconfirmed}, held, result, run_id)
 
 
 def _cut_to_held(
@@ -239,16 +258,16 @@ def _cut_to_held(
     result.repaired[symbol] = reason
 
 
-def _close_outside(
+def _close_on_fills(
     db: Database,
     broker: Broker,
     trades_by_symbol: dict[str, list[trades_repo.TradeRecord]],
     result: Reconciliation,
     run_id: str | None,
-    now: datetime,
 ) -> None:
-    """The broker holds none of these: closed outside the pipeline. The closing fill found at the broker gives
-    the exit price; without one the trade is closed with no price (and the performance check flags it)."""
+    """The broker holds none of these. A closing fill found at the broker (an order of the closing side, filled
+    after the entry) is the evidence that closes a trade, at its price; without one it stays open and
+    unconfirmed — the broker may be answering for another account, or a rename not yet published."""
     trades = [t for group in trades_by_symbol.values() for t in group]
     if not trades:
         return
@@ -256,25 +275,79 @@ def _close_outside(
         after = min(t.entry_at for t in trades) - timedelta(minutes=1)
         fills = [o for o in broker.closed_orders(set(trades_by_symbol), after) if o.is_filled]
     except BrokerError as exc:
-        for symbol in trades_by_symbol:
-            result.failures[symbol] = f"not held at the broker; its closed orders unreadable, repaired next run: {exc}"
+        for symbol, group in trades_by_symbol.items():
+            result.failures[symbol] = f"not held at the broker; its closed orders unreadable, looked up next run: {exc}"
+            result.unconfirmed[symbol] = _unconfirmed_text(symbol, group, mass=False)
         return
     for symbol, group in trades_by_symbol.items():
-        for trade in group:
+        for trade in sorted(group, key=lambda t: (t.entry_at, str(t.id))):
             side = closing_side(trade.side)
-            mine = [o for o in fills if o.symbol == symbol and o.side is side]
-            exit_fill = next((o for o in mine if (o.filled_at or trade.entry_at) >= trade.entry_at), None)
-            reason = (
-                f"the broker holds no {symbol}; closed outside the pipeline by order {exit_fill.client_order_id}"
-                if exit_fill
-                else f"the broker holds no {symbol} and no closing fill was found: closed outside the pipeline"
-            )
+            after_entry = (o for o in fills if o.symbol == symbol and o.side is side)
+            exit_fill = next((o for o in after_entry if (o.filled_at or trade.entry_at) >= trade.entry_at), None)
+            if exit_fill is None:
+                result.unconfirmed[symbol] = _unconfirmed_text(symbol, group, mass=False)
+                continue
+            fills.remove(exit_fill)  # one fill is evidence for one trade
+            reason = f"the broker holds no {symbol}; closed outside the pipeline by order {exit_fill.client_order_id}"
             adjustments_repo.close_outside(
                 db,
                 trade.id,
-                close_price=exit_fill.filled_avg_price if exit_fill else None,
-                closed_at=(exit_fill.filled_at if exit_fill else None) or now,
+                close_price=exit_fill.filled_avg_price,
+                closed_at=exit_fill.filled_at or trade.entry_at,
                 reason=reason,
                 run_id=run_id,
             )
             result.repaired[symbol] = reason
+
+
+def _relink_renamed(
+    db: Database,
+    unconfirmed: dict[str, list[trades_repo.TradeRecord]],
+    held: dict[str, BrokerPosition],
+    result: Reconciliation,
+    run_id: str | None,
+) -> None:
+    """Our shares under another symbol: a name change the corporate-actions feed has not published yet. The
+    broker lists a position we did not open with exactly our quantity at our cost basis as ours vanished; the
+    trade follows it (levels unchanged, the protection step re-arms at the broker under the new symbol)."""
+    for symbol, trades in sorted(unconfirmed.items()):
+        if not trades or any(t.side is not trades[0].side for t in trades):
+            continue
+        qty = sum((t.qty for t in trades), Decimal(0))
+        basis = sum((t.qty * t.entry_price for t in trades), Decimal(0)) / qty
+        candidates = [
+            p
+            for s, p in held.items()
+            if s in result.extra_at_broker
+            and p.side is trades[0].side
+            and same_holding(qty, basis, p.qty, p.avg_entry_price)
+        ]
+        if len(candidates) != 1:
+            continue  # none, or ambiguous: left unconfirmed for a person (or the corporate actions) to decide
+        new = candidates[0].symbol
+        reason = (
+            f"{symbol} vanished and {new} appeared with the same {shares(qty)} shares at the same cost basis "
+            f"{basis:.2f}: a name change {symbol} → {new} not yet published; the trade follows its shares"
+        )
+        for trade in trades:
+            adjustments_repo.rename_symbol(
+                db, trade.id, action_key=f"inferred:{symbol}:{new}", new_symbol=new, reason=reason, run_id=run_id
+            )
+        result.relinked[symbol] = reason
+        result.repaired[symbol] = reason
+        result.unconfirmed.pop(symbol, None)
+        del result.extra_at_broker[new]
+
+
+def _unconfirmed_text(symbol: str, trades: list[trades_repo.TradeRecord], *, mass: bool) -> str:
+    qty = sum((t.qty for t in trades), Decimal(0))
+    looked = "nothing looked up: most of the book vanished at once" if mass else (
+        "looked for: a closing fill at the broker since the entry, a name change or split in the corporate "
+        "actions, our shares under another symbol — none found"
+    )
+    return (
+        f"DB holds {shares(qty)} {symbol} (open since {min(t.entry_at for t in trades):%Y-%m-%d %H:%M} UTC), the "
+        f"broker lists none; {looked}. Still open and protected in the DB; looked up again every run"
+        if trades
+        else f"DB holds {symbol}, the broker lists none; {looked}"
+    )

@@ -54,19 +54,26 @@ def test_two_trades_in_one_symbol_never_sell_more_than_the_broker_holds(db: Data
     assert TradeStatus.CLOSED in statuses and TradeStatus.OPEN in statuses  # the other is left for the repair
 
 
-def test_a_rejected_close_is_released_and_retried_with_the_next_attempt(db: Database, sim) -> None:
+def test_a_close_refused_as_not_tradable_is_released_and_retried_at_its_cadence(db: Database, sim) -> None:
+    """"not tradable" lasts: released (never stuck `closing`), not re-sent 2 minutes later, re-sent after 15."""
     [trade] = seed_positions(db, sim, tradable_symbols(sim.market, 1), qty=3)
     sim.market.gap(trade.symbol, -15)
-    sim.market.halt(trade.symbol)  # the broker refuses orders in a halted symbol
+    sim.market.halt(trade.symbol)  # the sim refuses orders in a halted symbol as not tradable
     first = run_stop_loss_sweep(db, make_broker(sim), run_id="r1", now=sim.market.now, max_quote_age=None)
     released = trades_repo.get_trade(db, trade.id)
     assert trade.symbol in first.failures and released.status is TradeStatus.OPEN  # not stuck `closing`
     assert released.close_client_order_id is None and released.close_attempts == 1
+    assert trade.symbol in first.new_refusals and trade.symbol in first.refused
     sim.market.resume(trade.symbol)
     sim.market.advance(timedelta(minutes=2))
-    run_stop_loss_sweep(db, make_broker(sim), run_id="r2", now=sim.market.now, max_quote_age=None)
+    held_back = run_stop_loss_sweep(db, make_broker(sim), run_id="r2", now=sim.market.now, max_quote_age=None)
+    assert held_back.orders_submitted == 0 and trade.symbol in held_back.refused and not held_back.new_refusals
+    assert trades_repo.get_trade(db, trade.id).close_attempts == 1  # nothing claimed, nothing sent
+    sim.market.advance(timedelta(minutes=14))
+    retried = run_stop_loss_sweep(db, make_broker(sim), run_id="r3", now=sim.market.now, max_quote_age=None)
     closed = trades_repo.get_trade(db, trade.id)
     assert closed.status is TradeStatus.CLOSED and closed.close_client_order_id.endswith("-close-1")
+    assert retried.refusals_cleared == [trade.symbol]
 
 
 def _leg(kind: OrderType, *, price: Decimal, qty: Decimal = Decimal(5), status: str = "filled") -> BrokerOrder:
