@@ -57,7 +57,11 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return sim_or_live_resources(
         database_url,
         broker,
-        strategy=StrategyConfig(name=settings.strategy, params=settings.strategy_params),
+        strategy=StrategyConfig(
+            name=settings.strategy,
+            params=settings.strategy_params,
+            outside_positions=settings.outside_positions.value,
+        ),
         alerts_webhook_url=_secret("TRADING_PIPELINE_ALERT_WEBHOOK_URL"),
         slack_token=_secret("TRADING_PIPELINE_SLACK_TOKEN"),
         slack_channel=os.environ.get("TRADING_PIPELINE_SLACK_CHANNEL") or None,

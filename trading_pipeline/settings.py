@@ -30,6 +30,13 @@ class TradingMode(enum.StrEnum):
     LIVE = "live"
 
 
+class OutsidePositions(enum.StrEnum):
+    """What happens to a position at the broker that the pipeline did not open."""
+
+    ADOPT = "adopt"  # a trade with the strategy's default stop/take-profit, then protected like any other
+    ALERT_ONLY = "alert-only"  # one alert a day naming it as unprotected; never sold
+
+
 LIVE_OPT_IN_VALUE = "yes-real-money"
 
 # name → (default shown in the README, what it does)
@@ -58,6 +65,11 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     ),
     "ALPACA_DATA_URL": ("https://data.alpaca.markets", "Host root of the market-data API (no /v2)."),
     "TRADING_MODE": ("paper", "`paper` or `live`. Live also needs TRADING_LIVE_CONFIRM."),
+    "TRADING_PIPELINE_OUTSIDE_POSITIONS": (
+        "`adopt` on paper, `alert-only` on live",
+        "Positions at the broker the pipeline did not open: `adopt` (protected with the strategy's default "
+        "stop/take-profit, audited and alerted) or `alert-only` (an alert a day naming each as unprotected).",
+    ),
     "TRADING_LIVE_CONFIRM": (
         "(unset)",
         f"Must equal `{LIVE_OPT_IN_VALUE}` for TRADING_MODE=live; otherwise the product refuses to start.",
@@ -107,6 +119,7 @@ class Settings:
     # Kept as text: a strategy problem must never stop settings (and so the code location) from loading.
     strategy: str = "momentum"
     strategy_params: str = ""
+    outside_positions: OutsidePositions = OutsidePositions.ADOPT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -120,6 +133,12 @@ class Settings:
                 "TRADING_MODE=live trades real money and needs an explicit opt-in: set "
                 f"TRADING_LIVE_CONFIRM={LIVE_OPT_IN_VALUE}, or use TRADING_MODE=paper"
             )
+        outside = _enum(
+            env,
+            "TRADING_PIPELINE_OUTSIDE_POSITIONS",
+            OutsidePositions,
+            OutsidePositions.ADOPT if mode is TradingMode.PAPER else OutsidePositions.ALERT_ONLY,
+        )
         seed_text = env.get("TRADING_PIPELINE_SIM_SEED", "7")
         try:
             sim_seed = int(seed_text)
@@ -135,6 +154,7 @@ class Settings:
             alpaca_data_url=env.get("ALPACA_DATA_URL") or None,
             strategy=env.get("TRADING_PIPELINE_STRATEGY", "").strip() or "momentum",
             strategy_params=env.get("TRADING_PIPELINE_STRATEGY_PARAMS", ""),
+            outside_positions=outside,
         )
 
 

@@ -1,6 +1,7 @@
 """`positions`: open trades reconciled with the broker's positions; pending entries resolved by id."""
 
-from datetime import timedelta
+from datetime import date, timedelta
+from decimal import Decimal
 
 import dagster as dg
 
@@ -14,12 +15,14 @@ from trading_pipeline.resources.alert_delivery import AlertDispatcher
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
 from trading_pipeline.resources.database import TradingDatabase
+from trading_pipeline.resources.strategy import StrategyConfig
 from trading_pipeline.steps.clock import read_clock
 from trading_pipeline.steps.corporate_actions import (
     CorporateActionsResult,
     apply_corporate_actions,
     read_at_session_start,
 )
+from trading_pipeline.steps.outside_positions import OutsidePositions, handle_outside_positions
 from trading_pipeline.steps.protection import ProtectionResult, protect_positions
 from trading_pipeline.steps.reconcile import Reconciliation, reconcile_positions, resolve_pending_entries
 from trading_pipeline.store import trades_repository as trades_repo
@@ -36,7 +39,11 @@ from trading_pipeline.store.database import Database
     description="Open trades in the DB vs positions at the broker: missing, extra and quantity mismatches.",
 )
 def positions(
-    context: dg.AssetExecutionContext, database: TradingDatabase, broker: BrokerResource, alerts: AlertsResource
+    context: dg.AssetExecutionContext,
+    database: TradingDatabase,
+    broker: BrokerResource,
+    alerts: AlertsResource,
+    strategy: StrategyConfig,
 ) -> dg.MaterializeResult:
     """Never fails on a broker outage: what could not be read becomes a failed check (and so an alert), and the
     closes step after it still runs — nothing here may block a stop-loss."""
@@ -80,7 +87,21 @@ def positions(
                 )
     except BrokerError as exc:
         result.unavailable = f"broker positions unreadable, DB and broker not compared this run: {exc}"
-    report_unconfirmed(alerts.dispatcher(db, context.log), db, result)
+    outside = OutsidePositions()
+    if result.unavailable is None:
+        outside = handle_outside_positions(
+            db,
+            protection.broker_positions,
+            result,
+            policy=strategy.outside_positions,
+            stop_loss_pct=Decimal(str(strategy.stop_loss_pct)),
+            take_profit_pct=Decimal(str(strategy.take_profit_pct)),
+            now=now,
+            run_id=run_id,
+        )
+    dispatcher = alerts.dispatcher(db, context.log)
+    report_unconfirmed(dispatcher, db, result)
+    report_outside(dispatcher, outside, today=today)
     mismatches = result.mismatches
     if mismatches:
         context.log.error(f"positions: {len(mismatches)} reconciliation mismatches: {mismatches}")
@@ -104,6 +125,8 @@ def positions(
             "unconfirmed": md(reasons_table(result.unconfirmed)),
             "relinked_to_new_symbols": md(reasons_table(result.relinked)),
             "mass_disappearance": result.mass_disappearance or "",
+            "outside_positions_adopted": md(reasons_table(outside.adopted)),
+            "outside_positions_unprotected": md(reasons_table(outside.unprotected)),
             "pending_entries_filled": result.pending_filled,
             "pending_entries_partly_filled": result.pending_partial,
             "pending_entries_cancelled": result.pending_cancelled,
@@ -162,6 +185,27 @@ def report_unconfirmed(dispatcher: AlertDispatcher, db: Database, result: Reconc
         )
     elif result.unavailable is None:
         dispatcher.resolve("positions:unconfirmed", "every open trade is held at the broker, or its exit was found")
+
+
+def report_outside(dispatcher: AlertDispatcher, outside: OutsidePositions, *, today: date) -> None:
+    """One alert per adopted position; one a day per position left unprotected (never silently)."""
+    for symbol, text in sorted(outside.adopted.items()):
+        dispatcher.fire(
+            f"positions:adopted:{symbol}",
+            f"{symbol}: a position the pipeline did not open is now protected",
+            text + ". Policy TRADING_PIPELINE_OUTSIDE_POSITIONS=adopt; to sell it now: `trading-pipeline flatten "
+            f"--symbol {symbol} --reason ...`.",
+            severity="warning",
+            source="positions",
+        )
+    for symbol, text in sorted(outside.unprotected.items()):
+        dispatcher.fire(
+            f"positions:outside:{symbol}:{today.isoformat()}",
+            f"{symbol}: held at the broker and NOT protected by the pipeline",
+            text + ". Set TRADING_PIPELINE_OUTSIDE_POSITIONS=adopt to protect such positions, or close it at Alpaca.",
+            severity="warning",
+            source="positions",
+        )
 
 
 def _merge_actions(into: CorporateActionsResult, more: CorporateActionsResult) -> None:

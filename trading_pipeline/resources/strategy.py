@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 import dagster as dg
 
@@ -33,6 +34,8 @@ class StrategyConfig(dg.ConfigurableResource):
     # Bracket entries: the broker itself holds each stop and take-profit — the defence that survives the
     # pipeline's own outage. On by default; off leaves protection to the sweep alone.
     protective_orders: bool = True
+    # Positions at the broker the pipeline did not open: "adopt" (paper's default) or "alert-only" (live's).
+    outside_positions: Literal["adopt", "alert-only"] = "adopt"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # A bad config (negative stop, a strategy that does not load) fails the run at its start, with the

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from trading_pipeline.domain.types import ExitReason, TradeStatus
 from trading_pipeline.store.database import Database
 from trading_pipeline.store.models import PositionAdjustment, Trade, utc_now
-from trading_pipeline.store.trades_repository import TradeRecord, trade_record
+from trading_pipeline.store.trades_repository import NewTrade, TradeRecord, check_levels, trade_record, trade_row
 
 QTY_DRIFT = "qty_drift"
 CLOSED_OUTSIDE = "closed_outside"
@@ -26,6 +26,7 @@ PARTIAL_CLOSE = "partial_close"
 PARTIAL_ENTRY = "partial_entry"
 SPLIT_REBASE = "split_rebase"
 RENAME = "symbol_change"
+ADOPTED = "adopted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +257,23 @@ def rename_symbol(
         row.symbol = new_symbol
         row.updated_at = utc_now()
         _audit(session, row, RENAME, before, {"symbol": new_symbol}, f"{action_key}: {reason}", run_id)
+        return True
+
+
+def adopt_position(db: Database, new: NewTrade, *, broker_avg_entry: Decimal, reason: str, run_id: str | None) -> bool:
+    """A position the pipeline did not open becomes a trade it protects, with its audit row, once: False when
+    an open trade in the symbol exists already (another run adopted it first)."""
+    check_levels(new)
+    active = [TradeStatus.OPEN, TradeStatus.CLOSING, TradeStatus.PENDING_OPEN]
+    with db.transaction() as session:
+        taken = sa.select(Trade.id).where(Trade.symbol == new.symbol, Trade.status.in_(active)).limit(1)
+        if session.scalar(taken) is not None:
+            return False
+        row = trade_row(new)
+        session.add(row)
+        session.flush()
+        after = {"qty": row.qty, "stop_loss": row.stop_loss, "take_profit": row.take_profit}
+        _audit(session, row, ADOPTED, {"broker_avg_entry_price": broker_avg_entry}, after, reason, run_id)
         return True
 
 

@@ -99,34 +99,39 @@ class NewTrade:
 
 def insert_trade(db: Database, new: NewTrade) -> TradeRecord:
     """Store a new trade; InvalidLevels (nothing written) when its quantity or levels are unusable."""
-    _check_levels(new)
+    check_levels(new)
     with db.transaction() as session:
-        row = Trade(
-            id=new.id,
-            symbol=new.symbol,
-            side=new.side,
-            qty=new.qty,
-            entry_price=new.entry_price,
-            entry_at=new.entry_at,
-            stop_loss=new.stop_loss,
-            take_profit=new.take_profit,
-            trailing_pct=new.trailing_pct,
-            high_water_mark=new.entry_price if new.trailing_pct is not None else None,
-            status=new.status,
-            strategy=new.strategy,
-            open_client_order_id=new.open_client_order_id,
-            decision_run_id=new.decision_run_id,
-            close_attempts=0,
-            protected=new.protected,
-            protection_client_order_id=new.protection_client_order_id,
-            max_age_trading_days=new.max_age_trading_days,
-        )
+        row = trade_row(new)
         session.add(row)
         session.flush()
         return trade_record(row)
 
 
-def _check_levels(new: NewTrade) -> None:
+def trade_row(new: NewTrade) -> Trade:
+    """The ORM row of a new trade (levels not checked here: `check_levels` first)."""
+    return Trade(
+        id=new.id,
+        symbol=new.symbol,
+        side=new.side,
+        qty=new.qty,
+        entry_price=new.entry_price,
+        entry_at=new.entry_at,
+        stop_loss=new.stop_loss,
+        take_profit=new.take_profit,
+        trailing_pct=new.trailing_pct,
+        high_water_mark=new.entry_price if new.trailing_pct is not None else None,
+        status=new.status,
+        strategy=new.strategy,
+        open_client_order_id=new.open_client_order_id,
+        decision_run_id=new.decision_run_id,
+        close_attempts=0,
+        protected=new.protected,
+        protection_client_order_id=new.protection_client_order_id,
+        max_age_trading_days=new.max_age_trading_days,
+    )
+
+
+def check_levels(new: NewTrade) -> None:
     """A long stored with its stop above its entry is "stopped out" by the very next sweep, and qty 0 is an
     order the broker refuses at close time: refuse both before anything is written. Values that are not
     Decimal are left to the column types, which refuse them with their own message."""

@@ -200,3 +200,48 @@ def trigger(database_url: str, sim) -> dg.RunRequest | dg.SkipReason:
     }
     with dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), resources=resources) as context:
         return stop_trigger_sensor(context)
+
+
+def buy_outside(sim, symbol: str, qty: int) -> None:
+    order = sim.market.submit_order(
+        {"symbol": symbol, "qty": str(qty), "side": "buy", "type": "market", "time_in_force": "day"}
+    )
+    assert order.status == "filled"
+
+
+def test_a_position_bought_outside_the_pipeline_is_adopted_and_protected(
+    database_url: str, db: Database, sim
+) -> None:
+    """Paper's default policy: bought in Alpaca's dashboard → a trade with the default levels, audited, alerted,
+    and sold by the sweep when it crosses."""
+    symbol = tradable_symbols(sim.market, 1)[0]
+    buy_outside(sim, symbol, 8)
+    defs = pipeline_definitions(database_url, sim)
+    result = run_job(defs, STOP_LOSS_JOB)
+    [adopted] = trades_repo.open_trades(db)
+    assert adopted.symbol == symbol and adopted.qty == Decimal(8) and adopted.strategy == "adopted"
+    assert adopted.stop_loss is not None and adopted.stop_loss < adopted.entry_price < adopted.take_profit
+    assert [a.kind for a in adjustments_repo.adjustments(db, symbol=symbol)] == ["adopted"]
+    assert symbol in str(metadata(result, "positions")["outside_positions_adopted"])
+    assert f"positions:adopted:{symbol}" in alert_keys(db)
+    run_job(defs, STOP_LOSS_JOB)
+    assert len(trades_repo.open_trades(db)) == 1  # adopted once, not once a run
+    sim.market.gap(symbol, -15)
+    run_job(defs, STOP_LOSS_JOB)
+    assert held(sim, symbol) == 0
+    assert trades_repo.get_trade(db, adopted.id).status is TradeStatus.CLOSED
+
+
+def test_alert_only_leaves_an_outside_position_alone_and_says_it_is_unprotected(
+    database_url: str, db: Database, sim
+) -> None:
+    symbol = tradable_symbols(sim.market, 1)[0]
+    buy_outside(sim, symbol, 5)
+    defs = pipeline_definitions(database_url, sim, outside_positions="alert-only")
+    result = run_job(defs, STOP_LOSS_JOB)
+    assert not trades_repo.open_trades(db)
+    assert "UNPROTECTED" in str(metadata(result, "positions")["outside_positions_unprotected"])
+    assert any(key.startswith(f"positions:outside:{symbol}:") for key in alert_keys(db))
+    sim.market.gap(symbol, -15)
+    run_job(defs, STOP_LOSS_JOB)
+    assert held(sim, symbol) == Decimal(5) and not sells(sim, symbol)  # a person's own holding: never sold
