@@ -72,6 +72,8 @@ class SoakDay:
             Counter()
         )  # shares (Decimal: fractional where the asset is) bought per symbol, to judge oversells from the book
         self._symbols = self._candidate_symbols()
+        self._outside_count = 0
+        self.renamed: dict[str, str] = {}  # OLD → NEW: symbols the script renamed at the broker
 
     # ---- between runs: open, script, observe ----
 
@@ -134,38 +136,84 @@ class SoakDay:
 
     def book_faults(self, rate: float) -> None:
         """What real accounts do to the book between runs, each at a share of `rate`: an order placed outside the
-        pipeline that holds a position's shares (a GTC sell limit far above the market), shares gone behind the
-        pipeline's back (drift), and one endpoint failing through all of a run's retries (an outage)."""
+        pipeline that holds a position's shares (a GTC sell limit far above the market), shares sold behind the
+        pipeline's back (a market sell in the dashboard: drift, with its fill as the evidence), a position bought
+        outside the pipeline (adopted and protected), a held symbol renamed (our shares under a new ticker, not
+        yet published), and one endpoint failing through all of a run's retries (an outage)."""
         held = [p for p in self.sim.market.book.positions.values() if p.qty > 1]
         if held and self.rng.random() < rate:
             position = self.rng.choice(held)
             limit = (self.sim.market.last_price(position.symbol) * 3).quantize(Decimal("0.01"))
-            try:
-                self.sim.market.submit_order(
-                    {
-                        "symbol": position.symbol,
-                        "qty": str(position.qty),
-                        "side": "sell",
-                        "type": "limit",
-                        "limit_price": str(limit),
-                        "time_in_force": "gtc",
-                        "client_order_id": f"outside-{self.report.outside_orders}",
-                    }
-                )
+            if self._outside_order(position.symbol, position.qty, "sell", limit=limit):
                 self.report.outside_orders += 1
-            except Exception:  # the sim refused it (the shares are already held): the day just goes on
-                pass
         if held and self.rng.random() < rate / 2:
             position = self.rng.choice(held)
-            position.qty = Decimal(self.rng.randint(0, int(position.qty) - 1))
-            if position.qty == 0:
-                del self.sim.market.book.positions[position.symbol]
-            self.drifted.add(position.symbol)
-            self.report.drifts += 1
+            free = self.sim.market.book.qty_available(position.symbol)
+            if free >= 1 and self._outside_order(position.symbol, Decimal(self.rng.randint(1, int(free))), "sell"):
+                self.drifted.add(position.symbol)
+                self.report.drifts += 1
+        if self.rng.random() < rate / 2:
+            self._buy_outside()
+        if self.rng.random() < rate / 4:
+            self._rename_one()
         if self.rng.random() < rate / 2:
             route = self.rng.choice(OUTAGE_ROUTES)
             self.sim.faults.fail_next("500", count=8, route=route)
             self.report.outages += 1
+
+    def _outside_order(self, symbol: str, qty: Decimal, side: str, *, limit: Decimal | None = None) -> bool:
+        """An order placed in Alpaca's dashboard (not by the pipeline); False when the sim refused it."""
+        self._outside_count += 1
+        request = {
+            "symbol": symbol,
+            "qty": str(qty),
+            "side": side,
+            "type": "market" if limit is None else "limit",
+            "time_in_force": "day" if limit is None else "gtc",
+            "client_order_id": f"outside-{self._outside_count}",
+            **({} if limit is None else {"limit_price": str(limit)}),
+        }
+        try:
+            order = self.sim.market.submit_order(request)
+        except Exception:  # refused (the shares are already held): the day just goes on
+            return False
+        if side == "buy":
+            self.bought[symbol] += order.filled_qty
+        return True
+
+    def _free_symbols(self) -> list[str]:
+        taken = {t.symbol for t in trades_repo.open_trades(self.db) + trades_repo.closing_trades(self.db)}
+        taken |= set(self.sim.market.book.positions) | {o.symbol for o in self.sim.market.book.orders.values()}
+        return [s for s in self._symbols if s not in taken]
+
+    def _buy_outside(self) -> None:
+        free = self._free_symbols()
+        if free and self._outside_order(self.rng.choice(free), Decimal(3), "buy"):
+            self.report.outside_buys += 1
+
+    def _rename_one(self) -> None:
+        """A held symbol renamed OLD → NEW before the corporate action is published: the broker shows our shares
+        under NEW (same quantity and cost basis, NEW trading where OLD did), OLD is gone."""
+        busy = {o.symbol for o in self.sim.market.book.orders.values() if o.is_open}
+        mine = [t for t in trades_repo.open_trades(self.db) if t.symbol not in busy and t.strategy == "soak"]
+        candidates = [t for t in mine if t.symbol in self.sim.market.book.positions]
+        free = self._free_symbols()
+        if not candidates or not free:
+            return
+        trade, new = self.rng.choice(candidates), self.rng.choice(free)
+        book = self.sim.market.book
+        if sum(t.qty for t in mine if t.symbol == trade.symbol) != book.positions[trade.symbol].qty:
+            return  # drifted or shared: a rename of a position whose trades do not match it proves nothing
+        quote = self.sim.market.quote(trade.symbol)
+        if quote is None:
+            return
+        position = book.positions.pop(trade.symbol)
+        position.symbol = new
+        book.positions[new] = position
+        self.sim.market.set_price(new, quote.bid, quote.ask)
+        self.bought[new] += position.qty
+        self.renamed[trade.symbol] = new
+        self.report.renames += 1
 
     def observe(self, number: int) -> None:
         """Before the run, from the true market: which positions are beyond a level right now."""
@@ -193,6 +241,7 @@ class SoakDay:
 
     def run(self, number: int, *, settle: bool) -> None:
         from trading_pipeline.steps.closes import run_stop_loss_sweep
+        from trading_pipeline.steps.outside_positions import ADOPT, handle_outside_positions
         from trading_pipeline.steps.reconcile import reconcile_positions
 
         if number > 1:
@@ -206,11 +255,25 @@ class SoakDay:
         now = self.sim.market.now
         judged: set[str] = set()
         try:
-            reconciliation = reconcile_positions(self.db, self.broker, now=now)
+            positions = self.broker.positions()
+            reconciliation = reconcile_positions(self.db, self.broker, now=now, broker_positions=positions)
+            adoption = handle_outside_positions(
+                self.db,
+                positions,
+                reconciliation,
+                policy=ADOPT,
+                stop_loss_pct=STOP_PCT,
+                take_profit_pct=TAKE_PROFIT_PCT,
+                now=now,
+                run_id=run_id,
+            )
+            self.report.adopted += len(adoption.adopted)
             # A divergence the script made (drift) must show up — and is repaired, here or (when the broker could
             # not say how it closed) in a later run, reported again until then; any other is a problem.
             reported = set(reconciliation.mismatches)
-            explained = self.drifted | self.drift_pending
+            # Outside buys and renames show as divergences too, explained by what the script did.
+            renamed = set(self.renamed) | set(self.renamed.values())
+            explained = self.drifted | self.drift_pending | renamed | set(adoption.adopted)
             unexplained = {s: t for s, t in reconciliation.mismatches.items() if s not in explained}
             if unexplained:
                 self.report.reconcile_mismatch_runs += 1
@@ -221,6 +284,7 @@ class SoakDay:
                 self.report.divergences_unreported += len(missed)
             self.drift_pending = explained & reported - set(reconciliation.repaired)
             self.drifted.clear()
+            self.renamed.clear()
         except BrokerError as exc:  # the positions step fails and alerts; the sweep is judged alone
             self.report.outage_failures.append(f"run {number}: reconciliation: {exc}")
         try:
@@ -293,7 +357,21 @@ class SoakDay:
         by_cid = {order.client_order_id: order for order in book.orders.values()}
         for trade_id, trade in closed.items():
             if trade.close_reason is ExitReason.MANUAL:
-                continue  # closed outside the pipeline (the script's drift): repaired with an audit row, no order
+                # Closed outside the pipeline: only on evidence — a sell the script placed in the dashboard that
+                # filled after the trade's entry, in its symbol.
+                sold_outside = [
+                    o
+                    for o in book.orders.values()
+                    if o.symbol == trade.symbol
+                    and o.side == "sell"
+                    and o.filled_qty > 0
+                    and parse_client_order_id(o.client_order_id) is None
+                    and (o.filled_at is None or o.filled_at >= trade.entry_at)
+                ]
+                if not sold_outside:
+                    report.write_offs_without_evidence += 1
+                    report.problems.append(f"trade {trade_id} ({trade.symbol}) written off with no fill at the broker")
+                continue
             fill = by_cid.get(trade.close_client_order_id or "")
             if fill is None or fill.filled_qty <= 0:
                 report.lost += 1
@@ -345,6 +423,16 @@ class SoakDay:
         finally:
             client.close()
         report.reconciliation_clean = reconciliation.clean and not reconciliation.closing_symbols
+        # Every share the broker holds has a stop: an open trade in its symbol for its whole quantity.
+        protected: Counter[str] = Counter()
+        for trade in trades_repo.open_trades(self.db):
+            protected[trade.symbol] += trade.qty
+        for position in book.positions.values():
+            if position.qty > 0 and protected[position.symbol] < position.qty:
+                report.unprotected += 1
+                report.problems.append(
+                    f"{position.symbol}: the broker holds {position.qty}, trades protect {protected[position.symbol]}"
+                )
         if not report.reconciliation_clean:
             report.problems.append(
                 f"final reconciliation: missing {reconciliation.missing_at_broker}, extra "

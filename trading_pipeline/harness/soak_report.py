@@ -44,6 +44,11 @@ class SoakReport:
     partial_fills: int = 0  # closes (or entries) that filled in part and were split by the pipeline
     oversells: int = 0  # more sold than bought, or a short: must stay 0
     divergences_unreported: int = 0  # a drift the reconciliation did not report: must stay 0
+    outside_buys: int = 0  # positions the script bought outside the pipeline (adopted)
+    renames: int = 0  # held symbols renamed at the broker before the corporate action was published
+    adopted: int = 0  # outside positions the pipeline adopted (and protects)
+    write_offs_without_evidence: int = 0  # trades closed with no fill at the broker: must stay 0
+    unprotected: int = 0  # broker shares with no open trade protecting them at the end: must stay 0
 
     @property
     def ok(self) -> bool:
@@ -52,6 +57,8 @@ class SoakReport:
             and self.lost == 0
             and self.oversells == 0
             and self.divergences_unreported == 0
+            and self.write_offs_without_evidence == 0
+            and self.unprotected == 0
             and self.max_close_delay_runs <= MAX_CLOSE_DELAY_RUNS
             and self.closing_left == 0
             and self.reconciliation_clean
@@ -76,13 +83,16 @@ def render_report(report: SoakReport) -> str:
         (
             "book faults",
             f"{report.outside_orders} outside orders, {report.drifts} drifts, {report.outages} endpoint outages, "
-            f"{report.partial_fills} partly filled closes split",
+            f"{report.partial_fills} partly filled closes split, {report.outside_buys} outside buys "
+            f"({report.adopted} adopted), {report.renames} renames",
         ),
         ("steps failed by outages", f"{len(report.outage_failures)} (each a failed run and an alert, as designed)"),
         ("duplicates", str(report.duplicates)),
         ("lost (missed stops)", str(report.lost)),
         ("oversells", str(report.oversells)),
         ("divergences unreported", str(report.divergences_unreported)),
+        ("write-offs without evidence", str(report.write_offs_without_evidence)),
+        ("shares left unprotected", str(report.unprotected)),
         ("max close delay", f"{report.max_close_delay_runs} runs (limit {MAX_CLOSE_DELAY_RUNS})"),
         ("healed before judged", str(report.healed_before_close)),
         ("closing rows left", str(report.closing_left)),
