@@ -57,12 +57,12 @@ def test_two_trades_in_one_symbol_never_sell_more_than_the_broker_holds(db: Data
 def test_a_rejected_close_is_released_and_retried_with_the_next_attempt(db: Database, sim) -> None:
     [trade] = seed_positions(db, sim, tradable_symbols(sim.market, 1), qty=3)
     sim.market.gap(trade.symbol, -15)
-    sim.market.halt(trade.symbol)  # the broker refuses orders in a halted symbol
+    sim.market.set_tradable(trade.symbol, False)  # the broker refuses orders in a symbol it does not trade
     first = run_stop_loss_sweep(db, make_broker(sim), run_id="r1", now=sim.market.now, max_quote_age=None)
     released = trades_repo.get_trade(db, trade.id)
     assert trade.symbol in first.failures and released.status is TradeStatus.OPEN  # not stuck `closing`
     assert released.close_client_order_id is None and released.close_attempts == 1
-    sim.market.resume(trade.symbol)
+    sim.market.set_tradable(trade.symbol, True)
     sim.market.advance(timedelta(minutes=2))
     run_stop_loss_sweep(db, make_broker(sim), run_id="r2", now=sim.market.now, max_quote_age=None)
     closed = trades_repo.get_trade(db, trade.id)
