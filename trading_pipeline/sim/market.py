@@ -211,7 +211,6 @@ class Market(MarketScenarios):
             return dataclasses.replace(asset, tradable=False)
         return asset
 
-
     # ---- quotes ---------------------------------------------------------------------------------------
 
     def quote(self, symbol: str) -> SimQuote | None:
