@@ -171,6 +171,9 @@ class MarketScenarios:
             if position is not None:
                 position.symbol = new
                 self.book.positions[new] = position
+            for split in self.corporate_actions.splits:
+                if split.symbol == old and not split.applied:  # an announced split follows the shares
+                    split.symbol = new
             for order in self.book.orders.values():
                 if order.symbol == old and order.is_open:
                     order.symbol = new

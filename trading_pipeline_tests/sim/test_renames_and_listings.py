@@ -155,3 +155,12 @@ def test_fractional_positions(sim: SimBroker, trading: TradingClient) -> None:
     [position] = trading.get_all_positions()
     assert (position.symbol, position.qty, position.qty_available) == (symbol, "0.25", "0.25")
     assert make_broker(sim).position(symbol).qty == Decimal("0.25")  # type: ignore[union-attr]
+
+
+def test_a_split_announced_before_a_rename_is_applied_to_the_new_symbol(sim: SimBroker, trading: TradingClient) -> None:
+    old = tradable_symbols(sim.market, 1)[0]
+    buy(trading, old, 10)
+    split = sim.market.split(old, 2, 1, ex_date=sim.market.clock().next_open.date())
+    sim.market.rename(old, NEW_SYMBOL)
+    sim.market.advance_to(sim.market.clock().next_open)
+    assert split.applied and trading.get_open_position(NEW_SYMBOL).qty == "20"
