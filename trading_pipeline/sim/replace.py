@@ -21,7 +21,9 @@ What the simulator models:
   403 40310000 "order parameters are not changed" (alpacahq/alpaca-trade-api-js#123); `limit_price` on an
   order that has none, or `stop_price` on one that has none, is a 422.
 - The new order is created with a new id and the same fields otherwise (filled quantity 0); a replaced qty
-  of a closing order is checked against what the position has free, counting what the old order held.
+  of a closing order is checked against what the position has free, counting what the old order held; an
+  opening order's new value against the buying power, counting the old one's (the spec: "buying power is
+  reduced by the larger of the two orders"). The swap is instant: no `pending_replace` is shown.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 
 from trading_pipeline.sim.account import STOP_TYPES, SimOrder
 from trading_pipeline.sim.errors import CODE_FORBIDDEN, SimApiError, invalid, unprocessable
-from trading_pipeline.sim.order_checks import insufficient_qty
+from trading_pipeline.sim.order_checks import CENT, OPENING_INTENTS, insufficient_qty, order_value
 from trading_pipeline.sim.order_requests import _choice, _decimal, _positive
 from trading_pipeline.sim.orders import GTC_LIFETIME, OrderBook
 
@@ -80,7 +82,31 @@ def replace_order(book: OrderBook, order_id: str, payload: Any) -> SimOrder:
         free = book.qty_available(old.symbol) + (remaining if book.commits_shares(old) else Decimal(0))
         if position is not None and new_qty > free:
             raise insufficient_qty(book, old.symbol, new_qty)
+    if old.position_intent in OPENING_INTENTS:
+        _check_power(book, old, new_qty, limit_price, stop_price)
     return _swap(book, old, new_qty, limit_price, stop_price, tif, client_order_id)
+
+
+def _check_power(
+    book: OrderBook, old: SimOrder, qty: Decimal, limit_price: Decimal | None, stop_price: Decimal | None
+) -> None:
+    """The spec: "While an order is being replaced, buying power is reduced by the larger of the two orders" —
+    an opening order replaced by a costlier one needs the difference in buying power (the old one's value is
+    already held)."""
+    limit = limit_price if limit_price is not None else old.limit_price
+    stop = stop_price if stop_price is not None else old.stop_price
+    held = old.qty - old.filled_qty
+    before = order_value(book.market, old.symbol, old.side, held, old.limit_price, old.stop_price)
+    after = order_value(book.market, old.symbol, old.side, qty, limit, stop)
+    buying_power = book.account_values().buying_power
+    if after - before > buying_power:
+        raise SimApiError(
+            403,
+            "insufficient buying power",
+            CODE_FORBIDDEN,
+            buying_power=str(buying_power),
+            cost_basis=str(after.quantize(CENT)),
+        )
 
 
 def _check_replaceable(book: OrderBook, old: SimOrder) -> None:

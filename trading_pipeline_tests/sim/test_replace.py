@@ -213,3 +213,24 @@ def test_orders_that_are_not_open_are_not_replaceable(sim: SimBroker, trading: T
     assert isinstance(queued, Order) and queued.status == OrderStatus.ACCEPTED
     status, body = refused(lambda: trading.replace_order_by_id(str(queued.id), ReplaceOrderRequest(qty=2)))
     assert (status, body["message"]) == (422, "unable to replace order, order isn't sent to exchange yet")
+
+
+def test_a_buy_replaced_by_one_the_account_cannot_afford_is_refused(sim: SimBroker, trading: TradingClient) -> None:
+    symbol = tradable_symbols(sim.market, 1)[0]
+    quote = sim.market.quote(symbol)
+    assert quote is not None
+    limit = trading.submit_order(
+        LimitOrderRequest(
+            symbol=symbol,
+            qty=1,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.GTC,
+            limit_price=round(float(quote.bid) * 0.5, 2),
+        )
+    )
+    assert isinstance(limit, Order)
+    too_many = int(sim.market.book.account_values().buying_power / Decimal(str(limit.limit_price))) + 10
+    status, body = refused(lambda: trading.replace_order_by_id(str(limit.id), ReplaceOrderRequest(qty=too_many)))
+    assert (status, body["code"], body["message"]) == (403, 40310000, "insufficient buying power")
+    moved = trading.replace_order_by_id(str(limit.id), ReplaceOrderRequest(qty=2))
+    assert isinstance(moved, Order) and moved.qty == "2" and moved.replaces == limit.id
