@@ -27,6 +27,7 @@ T = TypeVar("T")
 OPERATION_PRIORITY: dict[str, Priority] = {
     "close_position": Priority.CLOSE,
     "cancel_order": Priority.CLOSE,  # protective legs must go before a close can sell their qty
+    "replace_stop": Priority.CLOSE,  # moving a stop is protective
     "latest_quotes": Priority.CLOSE,  # the stop decisions wait on them (the data API's own budget)
     "active_assets": Priority.ENTRY,
     "daily_bars": Priority.ENTRY,

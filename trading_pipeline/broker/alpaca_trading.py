@@ -194,6 +194,36 @@ class TradingCalls(AlpacaCalls):
                 return
             raise
 
+    def replace_stop(self, order_id: str, stop_price: Decimal) -> BrokerOrder:
+        """Move a stop (a bracket's stop leg too) to `stop_price` with `PATCH /v2/orders/{order_id}`: Alpaca
+        answers the new order (a new id; `replaces` is `order_id`) and the old one becomes `replaced`. A
+        protective call: it spends the closes' budget and is retried like a cancel. A retried PATCH whose first
+        attempt went through finds the order already `replaced` (422): the answer is then the order that
+        replaced it, found through the old one's `replaced_by`."""
+        request = sdk_requests.ReplaceOrderRequest(stop_price=float(stop_price))
+        try:
+            order = self._call(
+                "replace_stop", lambda: self._trading.replace_order_by_id(order_id, request), order_call=True
+            )
+        except OrderRejected as exc:
+            if '"replaced"' not in exc.message:
+                raise
+            replacement = self._replacement_of(order_id)
+            if replacement is None:
+                raise
+            log.info("replace_stop: already replaced, returning the replacement", extra={"order_id": order_id})
+            return replacement
+        return to_broker_order(order)
+
+    def _replacement_of(self, order_id: str) -> BrokerOrder | None:
+        with spending(Priority.CLOSE):
+            old = self._call("replace_stop", lambda: self._trading.get_order_by_id(order_id))
+            replaced_by = getattr(old, "replaced_by", None)
+            if replaced_by is None:
+                return None
+            new = self._call("replace_stop", lambda: self._trading.get_order_by_id(str(replaced_by)))
+        return to_broker_order(new)
+
     def close_position(self, symbol: str) -> BrokerOrder:
         """Market order closing the whole position. Only a 429 is retried: Alpaca gives the close order no
         client_order_id of ours, so after an ambiguous failure the caller must look at positions/orders."""

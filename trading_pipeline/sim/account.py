@@ -47,6 +47,10 @@ class SimOrder:
     position_intent: str | None = None
     extended_hours: bool = False
     triggered: bool = False
+    # PATCH /v2/orders/{id} (`replace.py`): the order this one replaces, and the one that replaced it.
+    replaces: str | None = None
+    replaced_by: str | None = None
+    replaced_at: datetime | None = None
     # While `pending_cancel`: how many more reads still show it pending (see OrderBook.cancel_delay_lookups).
     cancel_reads_left: int = 0
 

@@ -108,7 +108,7 @@ def admin_scenario(sim: Simulator, request: Request, body: Any) -> Response:
     symbol = params.pop("symbol", None)
     if not isinstance(kind, str) or not isinstance(symbol, str):
         raise SimApiError(
-            422, 'send {"kind": "gap|set_price|stale|halt|resume", "symbol": "..."}', CODE_INVALID_REQUEST
+            422, 'send {"kind": "gap|set_price|stale|halt|resume|tradable", "symbol": "..."}', CODE_INVALID_REQUEST
         )
     try:
         sim.market.apply_scenario(kind, symbol, **params)
@@ -182,6 +182,45 @@ def admin_drift_position(sim: Simulator, request: Request, body: Any) -> Respons
     return AlpacaJSON({"symbol": params["symbol"], "qty": "0" if position is None else str(position.qty)})
 
 
+def admin_account(sim: Simulator, request: Request, body: Any) -> Response:
+    """`POST /_sim/account {"pattern_day_trader": true}`: Alpaca's PDT protection refuses day-trade exits
+    (`Market.set_pattern_day_trader`); answers the account as `GET /v2/account` does."""
+    params = _object_body(body)
+    if not isinstance(params.get("pattern_day_trader"), bool):
+        raise SimApiError(422, 'send {"pattern_day_trader": true|false}', CODE_INVALID_REQUEST)
+    sim.market.set_pattern_day_trader(params["pattern_day_trader"])
+    with sim.market.lock:
+        return AlpacaJSON(wire.account_json(sim.market))
+
+
+def admin_rename(sim: Simulator, request: Request, body: Any) -> Response:
+    """`POST /_sim/rename {"old_symbol": "ABC", "new_symbol": "ABCD", "publish_delay_seconds": 3600}`: a symbol
+    change, applied at once and listed by `/v1/corporate-actions` after the delay of simulated time
+    (`Market.rename`)."""
+    params = _object_body(body)
+    old, new = params.get("old_symbol"), params.get("new_symbol")
+    if not isinstance(old, str) or not isinstance(new, str):
+        raise SimApiError(
+            422, 'send {"old_symbol": "...", "new_symbol": "...", "publish_delay_seconds": N}', CODE_INVALID_REQUEST
+        )
+    try:
+        delay = timedelta(seconds=float(params.get("publish_delay_seconds", 0)))
+        change = sim.market.rename(old, new, publish_delay=delay)
+    except KeyError as exc:
+        raise SimApiError(422, f"unknown symbol: {exc}", CODE_INVALID_REQUEST) from None
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise SimApiError(422, str(exc), CODE_INVALID_REQUEST) from None
+    return AlpacaJSON(
+        {
+            "id": change.id,
+            "old_symbol": change.old_symbol,
+            "new_symbol": change.new_symbol,
+            "process_date": change.process_date.isoformat(),
+            "published_at": wire.rfc3339(change.published_at),
+        }
+    )
+
+
 ADMIN_ROUTES = (
     alpaca_route("GET", "/_sim/faults", admin_get_faults),
     alpaca_route("POST", "/_sim/faults", admin_set_faults, takes_body=True),
@@ -195,4 +234,6 @@ ADMIN_ROUTES = (
     alpaca_route("POST", "/_sim/partial_fills", admin_partial_fills, takes_body=True),
     alpaca_route("POST", "/_sim/positions", admin_drift_position, takes_body=True),
     alpaca_route("POST", "/_sim/split", admin_split, takes_body=True),
+    alpaca_route("POST", "/_sim/account", admin_account, takes_body=True),
+    alpaca_route("POST", "/_sim/rename", admin_rename, takes_body=True),
 )

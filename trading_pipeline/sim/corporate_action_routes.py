@@ -4,10 +4,12 @@ The shape is what alpaca-py's `CorporateActionsClient.get_corporate_actions` par
 corporate_actions.py, and the sample JSON of its tests/data/test_corporate_actions.py): actions grouped by type
 under "corporate_actions" ("forward_splits", "reverse_splits", …), each with its id, symbol, CUSIP(s), rates as
 numbers and dates as YYYY-MM-DD, plus "next_page_token". Alpaca's OpenAPI files in alpacahq/alpaca-docs do not
-describe this endpoint, so the filters follow alpaca-py's `CorporateActionsRequest`: symbols, cusips, types,
+describe this endpoint (`oas/data/openapi.yaml` has no corporate actions, nor `name_changes`), so the filters
+follow alpaca-py's `CorporateActionsRequest`: symbols, cusips, types,
 start and end (inclusive, YYYY-MM-DD, default today), ids (exclusive with every other filter), limit (1–1000,
 default 100), sort (asc|desc), page_token. A value the API cannot read is a 400 without a "code", as everywhere
-on the market-data API. Splits are matched on their ex-date.
+on the market-data API. Splits are matched on their ex-date; name changes (`Market.rename`) on their process
+date and either symbol, and only once published (their delay of simulated time has passed).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from starlette.responses import Response
 
 from trading_pipeline.sim import wire
 from trading_pipeline.sim.api import AlpacaJSON, Simulator, bounded_int
-from trading_pipeline.sim.corporate_actions import FORWARD_SPLIT, NEW_YORK, SimSplit
+from trading_pipeline.sim.corporate_actions import FORWARD_SPLIT, NEW_YORK, SimNameChange, SimSplit
 from trading_pipeline.sim.data_routes import SYMBOL_PATTERN
 from trading_pipeline.sim.endpoint import alpaca_route
 from trading_pipeline.sim.errors import data_error
 
-# Every type alpaca-py's CorporateActionsType names; the sim has splits only, so the others list nothing.
+# Every type alpaca-py's CorporateActionsType names; the sim has splits and name changes, the others list nothing.
+NAME_CHANGE = "name_change"
 ACTION_TYPES = (
     "reverse_split",
     "forward_split",
@@ -98,6 +101,19 @@ def split_json(split: SimSplit) -> dict[str, Any]:
     return body
 
 
+def name_change_json(change: SimNameChange) -> dict[str, Any]:
+    """The fields alpaca-py's `NameChange` model reads (alpaca/data/models/corporate_actions.py: old_symbol,
+    old_cusip, new_symbol, new_cusip, process_date), under "name_changes"."""
+    return {
+        "id": change.id,
+        "old_symbol": change.old_symbol,
+        "old_cusip": change.old_cusip,
+        "new_symbol": change.new_symbol,
+        "new_cusip": change.new_cusip,
+        "process_date": change.process_date.isoformat(),
+    }
+
+
 def corporate_actions(sim: Simulator, request: Request) -> Response:
     q = request.query_params
     symbols, cusips, types, ids = _listed(q, "symbols"), _listed(q, "cusips"), _listed(q, "types"), _listed(q, "ids")
@@ -121,19 +137,28 @@ def corporate_actions(sim: Simulator, request: Request) -> Response:
         if end < start:
             raise data_error(400, "end should not be before start")
         wanted = set(types) or set(ACTION_TYPES)
-        found = [
-            s
+        found: list[tuple[date, str, str, str, dict[str, Any]]] = [
+            (s.ex_date, s.symbol, s.id, f"{s.kind}s", split_json(s))
             for s in market.corporate_actions.splits
             if (s.id in ids if ids else start <= s.ex_date <= end)
             and (not symbols or s.symbol in symbols)
             and (not cusips or s.cusip in cusips)
             and s.kind in wanted
         ]
-    found.sort(key=lambda s: (s.ex_date, s.symbol, s.id), reverse=sort == "desc")
+        found.extend(
+            (n.process_date, n.old_symbol, n.id, "name_changes", name_change_json(n))
+            for n in market.corporate_actions.name_changes
+            if n.published_at <= market.now
+            and (n.id in ids if ids else start <= n.process_date <= end)
+            and (not symbols or n.old_symbol in symbols or n.new_symbol in symbols)
+            and (not cusips or n.old_cusip in cusips or n.new_cusip in cusips)
+            and NAME_CHANGE in wanted
+        )
+    found.sort(key=lambda entry: entry[:3], reverse=sort == "desc")
     page = found[offset : offset + limit]
     grouped: dict[str, list[dict[str, Any]]] = {}
-    for split in page:
-        grouped.setdefault(f"{split.kind}s", []).append(split_json(split))
+    for *_, group, body in page:
+        grouped.setdefault(group, []).append(body)
     next_token = _token(offset + limit) if offset + limit < len(found) else None
     return AlpacaJSON({"corporate_actions": grouped, "next_page_token": next_token})
 

@@ -71,6 +71,20 @@ class SimSplit:
         return FORWARD_SPLIT if self.ratio > 1 else REVERSE_SPLIT
 
 
+@dataclass
+class SimNameChange:
+    """A symbol change: applied at once (`Market.rename`), listed by `GET /v1/corporate-actions` from
+    `published_at` on (Alpaca publishes corporate actions after the fact)."""
+
+    id: str
+    old_symbol: str
+    new_symbol: str
+    old_cusip: str
+    new_cusip: str
+    process_date: date
+    published_at: datetime
+
+
 def beginning_of_day(day: date) -> datetime:
     return datetime.combine(day, BEGINNING_OF_DAY, tzinfo=NEW_YORK).astimezone(UTC)
 
@@ -98,6 +112,7 @@ class CorporateActionLedger:
     def __init__(self, seed: int) -> None:
         self._ids = random.Random(f"corporate-actions-{seed}")
         self.splits: list[SimSplit] = []
+        self.name_changes: list[SimNameChange] = []
 
     def announce(
         self, symbol: str, new_rate: Decimal, old_rate: Decimal, ex_date: date, effective_at: datetime
@@ -113,6 +128,20 @@ class CorporateActionLedger:
         )
         self.splits.append(split)
         return split
+
+    def announce_name_change(self, old: str, new: str, process_date: date, published_at: datetime) -> SimNameChange:
+        cusip = f"{self._ids.getrandbits(36):09X}"[:9]
+        change = SimNameChange(
+            id=str(uuid.UUID(int=self._ids.getrandbits(128), version=4)),
+            old_symbol=old,
+            new_symbol=new,
+            old_cusip=cusip,
+            new_cusip=cusip[:-1] + ("1" if cusip[-1] != "1" else "2"),
+            process_date=process_date,
+            published_at=published_at,
+        )
+        self.name_changes.append(change)
+        return change
 
     def due(self, until: datetime) -> list[SimSplit]:
         """Splits not applied yet whose moment has come, oldest first."""

@@ -20,6 +20,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "503", "504", "timeout", "drop", "drop_502")
+# What `GET /v2/positions` answers (a listing fault, for "mass disappearance" tests): the book, `[]` (200) while
+# positions exist, or another account's positions.
+POSITIONS_LISTINGS = ("normal", "empty", "foreign")
 ADMIN_PREFIX = "/_sim/"
 
 
@@ -29,6 +32,8 @@ class FaultConfig:
 
     `routes`: route templates the random faults apply to (e.g. {"POST /v2/orders"}); None means every
     Alpaca route. `exempt_admin`: the `/_sim/` routes never fail (so a test can always reconfigure).
+    `positions_listing`: "normal", "empty" (`GET /v2/positions` answers `[]` while positions exist) or
+    "foreign" (it answers another account's positions); `clear()` puts it back to "normal".
     """
 
     seed: int = 0
@@ -44,6 +49,7 @@ class FaultConfig:
     timeout_seconds: float = 30.0
     routes: frozenset[str] | None = None
     exempt_admin: bool = True
+    positions_listing: str = "normal"
 
     def __post_init__(self) -> None:
         for name in ("rate_429", "rate_500", "rate_503", "rate_504", "rate_timeout", "rate_drop", "rate_drop_502"):
@@ -54,6 +60,8 @@ class FaultConfig:
             raise ValueError("fault rates must add up to at most 1")
         if self.latency_ms < 0 or self.timeout_seconds < 0 or self.retry_after_seconds < 0:
             raise ValueError("latency_ms, timeout_seconds and retry_after_seconds must be >= 0")
+        if self.positions_listing not in POSITIONS_LISTINGS:
+            raise ValueError(f"positions_listing must be one of {', '.join(POSITIONS_LISTINGS)}")
         if self.routes is not None and not isinstance(self.routes, frozenset):
             object.__setattr__(self, "routes", frozenset(self.routes))
 

@@ -21,18 +21,13 @@ from typing import Any
 import numpy as np
 
 from trading_pipeline.sim.account import SimOrder
-from trading_pipeline.sim.corporate_actions import (
-    NEW_YORK,
-    CorporateActionLedger,
-    SimSplit,
-    apply_split,
-    beginning_of_day,
-    parse_rates,
-)
+from trading_pipeline.sim.corporate_actions import CorporateActionLedger
 from trading_pipeline.sim.history import SimBar, daily_bars
 from trading_pipeline.sim.order_requests import OrderParams, parse_order_request
 from trading_pipeline.sim.orders import OrderBook
 from trading_pipeline.sim.prices import PriceModel, round_to_tick
+from trading_pipeline.sim.replace import replace_order
+from trading_pipeline.sim.scenarios import MarketScenarios
 from trading_pipeline.sim.sessions import NyseSessions
 from trading_pipeline.sim.universe import BENCHMARK_SYMBOL, SimAsset, generate_universe, uuid_from
 
@@ -70,7 +65,7 @@ def _dec(value: float) -> Decimal:
     return Decimal(repr(float(value)))
 
 
-class Market:
+class Market(MarketScenarios):
     """The simulated market and account. Every public method takes the lock."""
 
     def __init__(
@@ -103,6 +98,7 @@ class Market:
         self._next_session = first_live
         self.book = OrderBook(self, seed=seed, initial_cash=initial_cash)
         self.corporate_actions = CorporateActionLedger(seed)
+        self.untradable: set[str] = set()  # symbols Alpaca does not trade now (`set_tradable`)
         self.account_id = uuid_from(np.random.default_rng([seed, 30]))
         self.account_number = "PA" + "".join(str(d) for d in np.random.default_rng([seed, 31]).integers(0, 10, 10))
         self.created_at = start_utc - timedelta(days=365)
@@ -165,6 +161,9 @@ class Market:
             self._session = index
             self.prices.open_session(index, moment)
             self.book.on_open()
+            self.book.evaluate()  # the opening match: queued orders fill at the open
+            self.book.after_opening_auction()
+            return
         else:
             index = self._session
             self.prices.step_minute(moment)
@@ -196,11 +195,11 @@ class Market:
     def assets(self) -> list[SimAsset]:
         """All assets, alphabetical by symbol (as Alpaca lists them)."""
         with self.lock:
-            return [self._asset_now(asset) for asset in self._assets]
+            return sorted((self._asset_now(asset) for asset in self._assets), key=lambda asset: asset.symbol)
 
     @property
     def symbols(self) -> list[str]:
-        return [asset.symbol for asset in self._assets]
+        return sorted(asset.symbol for asset in self._assets)
 
     def asset(self, symbol: str) -> SimAsset | None:
         with self.lock:
@@ -208,15 +207,9 @@ class Market:
             return None if i is None else self._asset_now(self._assets[i])
 
     def _asset_now(self, asset: SimAsset) -> SimAsset:
-        if self.prices.halted[self._index[asset.symbol]]:
+        if asset.symbol in self.untradable:
             return dataclasses.replace(asset, tradable=False)
         return asset
-
-    def index_of(self, symbol: str) -> int:
-        i = self._index.get(symbol)
-        if i is None:
-            raise KeyError(f"unknown symbol {symbol!r}")
-        return i
 
     # ---- quotes ---------------------------------------------------------------------------------------
 
@@ -276,88 +269,6 @@ class Market:
         with self.lock:
             return daily_bars(self.prices, self.sessions, self._index, symbols, start, end)
 
-    # ---- scenarios ------------------------------------------------------------------------------------
-
-    def gap(self, symbol: str, pct: float | Decimal) -> None:
-        """Move `symbol` by `pct` percent at once (e.g. -15 gaps 15% down through any stop)."""
-        with self.lock:
-            self.prices.gap(self.index_of(symbol), float(pct), self._now)
-            self.book.evaluate()
-
-    def set_price(self, symbol: str, bid: float | Decimal, ask: float | Decimal) -> None:
-        with self.lock:
-            self.prices.set_price(self.index_of(symbol), float(bid), float(ask), self._now)
-            self.book.evaluate()
-
-    def stale(self, symbol: str) -> None:
-        """The quote stops updating: same prices, same (ageing) timestamp."""
-        with self.lock:
-            self.prices.stale[self.index_of(symbol)] = True
-
-    def halt(self, symbol: str) -> None:
-        """Trading halt: no new quotes, the asset is not tradable, new orders are rejected, none fill."""
-        with self.lock:
-            self.prices.halted[self.index_of(symbol)] = True
-
-    def resume(self, symbol: str) -> None:
-        """End a halt or staleness; the quote updates again from the next price step."""
-        with self.lock:
-            i = self.index_of(symbol)
-            self.prices.halted[i] = False
-            self.prices.stale[i] = False
-            self.book.evaluate()
-
-    def apply_scenario(self, kind: str, symbol: str, **params: Any) -> None:
-        """Dispatch by name, for the admin HTTP route: gap(pct), set_price(bid, ask), stale, halt, resume."""
-        actions = {
-            "gap": lambda: self.gap(symbol, Decimal(str(params["pct"]))),
-            "set_price": lambda: self.set_price(symbol, Decimal(str(params["bid"])), Decimal(str(params["ask"]))),
-            "stale": lambda: self.stale(symbol),
-            "halt": lambda: self.halt(symbol),
-            "resume": lambda: self.resume(symbol),
-        }
-        if kind not in actions:
-            raise ValueError(f"unknown scenario {kind!r}; expected one of {', '.join(actions)}")
-        actions[kind]()
-
-    def drift_position(self, symbol: str, qty: Decimal | int | str) -> None:
-        """Set the broker's quantity of an open long position behind any client's back (a manual sale in the web
-        app, an ACATS transfer): 0 removes it. The entry price is kept; orders are not touched."""
-        with self.lock:
-            position = self.book.positions.get(symbol)
-            target = Decimal(str(qty))
-            if position is None:
-                raise ValueError(f"no open position in {symbol}: only an existing position can drift")
-            if target < 0 or target > abs(position.qty):
-                raise ValueError(f"qty must be between 0 and the {abs(position.qty)} held, got {target}")
-            if target == 0:
-                del self.book.positions[symbol]
-            else:
-                position.qty = target if position.qty > 0 else -target
-
-    def split(self, symbol: str, new_rate: object, old_rate: object, ex_date: date | None = None) -> SimSplit:
-        """Announce a split of `symbol`: `new_rate` new shares per `old_rate` old (2, 1: a 2:1 forward split;
-        1, 5: a 1:5 reverse split). It is listed by `GET /v1/corporate-actions` from now on and applied at the
-        beginning-of-day process of `ex_date` (see `corporate_actions.py`); with no `ex_date`, or when that
-        moment has passed on the ex-date itself, it is applied at once with today as its ex-date."""
-        with self.lock:
-            self.index_of(symbol)  # an unknown symbol is a KeyError, as for the other scenarios
-            new, old = parse_rates(new_rate, old_rate)
-            today = self._now.astimezone(NEW_YORK).date()
-            day = today if ex_date is None else ex_date
-            if day < today:
-                raise ValueError(f"ex_date {day} is in the past (the simulated day is {today})")
-            effective = self._now if ex_date is None else max(self._now, beginning_of_day(day))
-            split = self.corporate_actions.announce(symbol, new, old, day, effective)
-            self._apply_splits_due(self._now)
-            return split
-
-    def _apply_splits_due(self, until: datetime) -> None:
-        for split in self.corporate_actions.due(until):
-            self._now = max(self._now, split.effective_at)
-            apply_split(split, prices=self.prices, book=self.book, index=self.index_of(split.symbol), now=self._now)
-            self.book.evaluate()  # a re-based order may be marketable now
-
     # ---- trading --------------------------------------------------------------------------------------
 
     def place_order(self, payload: Mapping[str, Any] | OrderParams) -> SimOrder:
@@ -376,6 +287,12 @@ class Market:
     def cancel_order(self, order_id: str) -> SimOrder:
         with self.lock:
             return self.book.cancel(order_id)
+
+    def replace_order(self, order_id: str, changes: Mapping[str, Any]) -> SimOrder:
+        """`PATCH /v2/orders/{order_id}` (`replace.py`): the new order, without evaluating fills (like
+        `place_order`; the server answers in between, then evaluates)."""
+        with self.lock:
+            return replace_order(self.book, order_id, changes)
 
     def close_position(self, symbol: str) -> SimOrder:
         with self.lock:

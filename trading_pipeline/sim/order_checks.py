@@ -37,6 +37,7 @@ class AccountBook(Protocol):
 
     market: MarketView
     positions: dict[str, SimPosition]
+    pattern_day_trader: bool
 
     def held_for_orders(self, symbol: str) -> Decimal: ...
 
@@ -47,7 +48,9 @@ class AccountBook(Protocol):
 
 def reference_price(book: AccountBook, params: OrderParams) -> Decimal:
     touch = book.market.touch(params.symbol)
-    assert touch is not None
+    if touch is None:  # halted: the frozen quote's level
+        last = book.market.last_price(params.symbol)
+        touch = (last, last)
     bid, ask = touch
     if params.limit_price is not None:
         return params.limit_price

@@ -7,7 +7,7 @@ Alpaca's where they have been seen in its answers; otherwise they say the docume
 
 Two kinds of functions: `check_combinations` needs only the request (run while parsing it); `check_asset_rules`
 and `check_timing_and_support` need the asset and the clock (run by the order book before it checks the account).
-What Alpaca accepts but the simulator does not model (notional sizes, `extended_hours`, `opg`/`cls`/`ioc`/`fok`)
+What Alpaca accepts but the simulator does not model (notional sizes, `extended_hours`, `cls`/`ioc`/`fok`)
 is refused *after* Alpaca's rules, as the simulator's own 422, so a request Alpaca refuses is refused for
 Alpaca's reason.
 """
@@ -24,8 +24,9 @@ from trading_pipeline.sim.universe import SimAsset
 
 NEW_YORK = ZoneInfo("America/New_York")
 MAX_SIZE_DECIMALS = 9
-# What the simulator matches. Alpaca also takes opg, cls, ioc and fok (oas/trading/openapi.yaml, TimeInForce).
-MODELLED_TIMES_IN_FORCE = ("day", "gtc")
+# What the simulator matches (opg: filled in the opening match, the rest canceled after it — OrderBook.
+# after_opening_auction). Alpaca also takes cls, ioc and fok (oas/trading/openapi.yaml, TimeInForce).
+MODELLED_TIMES_IN_FORCE = ("day", "gtc", "opg")
 ADVANCED_CLASSES = ("bracket", "oco", "oto")
 # oas/trading/openapi.yaml, TimeInForce: "OPG orders submitted after 9:28am but before 7:00pm ET will be
 # rejected"; "CLS orders submitted after 3:50pm but before 7:00pm ET will be rejected."

@@ -26,7 +26,8 @@ from typing import Any
 
 from trading_pipeline.sim import matching
 from trading_pipeline.sim.account import WORKING_STATUSES, AccountValues, MarketView, SimOrder, SimPosition
-from trading_pipeline.sim.errors import CODE_NOT_FOUND, CODE_UNPROCESSABLE, SimApiError, invalid
+from trading_pipeline.sim.day_trades import check_day_trade
+from trading_pipeline.sim.errors import CODE_NOT_FOUND, CODE_UNPROCESSABLE, SimApiError, invalid, unprocessable
 from trading_pipeline.sim.fills import PartialFills
 from trading_pipeline.sim.order_checks import (
     check_exit_levels,
@@ -59,6 +60,7 @@ class OrderBook:
         # A canceled order stays `pending_cancel` for this many reads of it, then is `canceled` (0: at once).
         self.cancel_delay_lookups = 0
         self.partial_fills = PartialFills(seed=seed)  # off until configured (Market.configure_partial_fills)
+        self.pattern_day_trader = False  # Alpaca's PDT protection refuses day-trade exits (`day_trades.py`)
 
     def new_id(self) -> str:
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
@@ -76,6 +78,23 @@ class OrderBook:
         if found is None:
             raise SimApiError(404, "order not found", CODE_NOT_FOUND)
         return found
+
+    def client_order_ids(self) -> set[str]:
+        return set(self._by_client_id)
+
+    def adopt_replacement(self, old: SimOrder, new: SimOrder) -> None:
+        """`new` replaces `old` (`replace.py`): it takes the old one's place among its parent's legs, its own
+        legs' parent, and its place among the working orders, in one step."""
+        self.orders[new.id] = new
+        self._by_client_id[new.client_order_id] = new
+        parent = self.orders.get(old.parent_id) if old.parent_id is not None else None
+        if parent is not None:
+            parent.leg_ids = [new.id if leg_id == old.id else leg_id for leg_id in parent.leg_ids]
+        for leg in self.legs(new):
+            leg.parent_id = new.id
+        old.leg_ids = []
+        if self.working.pop(old.id, None) is not None:
+            self.working[new.id] = new
 
     def legs(self, order: SimOrder) -> list[SimOrder]:
         return [self.orders[leg_id] for leg_id in order.leg_ids]
@@ -150,10 +169,11 @@ class OrderBook:
         asset = self.market.asset(params.symbol)
         if asset is None:
             raise invalid(f"asset not found: {params.symbol}")
-        if asset.status != "active" or not asset.tradable or self.market.touch(params.symbol) is None:
-            raise invalid(f"asset {params.symbol} is not tradable")
+        if asset.status != "active" or not asset.tradable:
+            raise unprocessable(f"asset {params.symbol} is not tradable")
         check_asset_rules(params, asset)
         check_timing_and_support(params, self.market.now)
+        check_day_trade(self, self.orders, params.symbol, params.side)
         check_quantity_and_power(self, params, asset)
         if params.order_class in ("bracket", "oto"):
             check_exit_levels(self, params)
@@ -315,8 +335,9 @@ class OrderBook:
             raise insufficient_qty(self, symbol, qty)
         asset = self.market.asset(symbol)
         assert asset is not None
-        if self.market.touch(symbol) is None:
-            raise invalid(f"asset {symbol} is not tradable")
+        if asset.status != "active" or not asset.tradable:
+            raise unprocessable(f"asset {symbol} is not tradable")
+        check_day_trade(self, self.orders, symbol, "sell" if position.qty > 0 else "buy")
         params = OrderParams(
             symbol=symbol,
             qty=qty,
@@ -335,6 +356,13 @@ class OrderBook:
             if order.status == "accepted":
                 order.status = "new"
                 order.updated_at = now
+
+    def after_opening_auction(self) -> None:
+        """content/trading/orders.md, `opg`: "This order is eligible to execute only in the market opening
+        auction. Any unfilled orders after the open will be cancelled." """
+        for order in list(self.working.values()):
+            if order.time_in_force == "opg":
+                self._cancel(order)
 
     def on_close(self) -> None:
         """Day orders end with the session; remember equity for last_equity."""

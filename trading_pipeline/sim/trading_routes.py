@@ -67,7 +67,12 @@ def get_asset(sim: Simulator, request: Request) -> Response:
 
 
 def get_positions(sim: Simulator, request: Request) -> Response:
+    listing = sim.faults.config.positions_listing  # a listing fault (faults.py): [] or another account's book
     with sim.market.lock:
+        if listing == "empty":
+            return AlpacaJSON([])
+        if listing == "foreign":
+            return AlpacaJSON(wire.foreign_positions_json(sim.market))
         positions = sorted(sim.market.book.positions.values(), key=lambda p: p.symbol)
         return AlpacaJSON([wire.position_json(sim.market, p) for p in positions])
 
@@ -123,6 +128,16 @@ def get_order_by_client_id(sim: Simulator, request: Request) -> Response:
         return AlpacaJSON(wire.order_json(sim.market, order))
 
 
+def replace_order(sim: Simulator, request: Request, body: Any) -> Response:
+    """`PATCH /v2/orders/{order_id}`: the new order, as created (`replace.py`); fills are evaluated after."""
+    market = sim.market
+    with market.lock:
+        order = market.replace_order(request.path_params["order_id"], body)
+        created = wire.order_json(market, order)
+        market.book.evaluate()
+        return AlpacaJSON(created)
+
+
 def cancel_order(sim: Simulator, request: Request) -> Response:
     sim.market.cancel_order(request.path_params["order_id"])
     return Response(status_code=204)
@@ -141,5 +156,6 @@ TRADING_ROUTES = (
     alpaca_route("GET", "/v2/orders", get_orders),
     alpaca_route("GET", "/v2/orders:by_client_order_id", get_order_by_client_id),
     alpaca_route("GET", "/v2/orders/{order_id}", get_order),
+    alpaca_route("PATCH", "/v2/orders/{order_id}", replace_order, takes_body=True),
     alpaca_route("DELETE", "/v2/orders/{order_id}", cancel_order),
 )

@@ -114,7 +114,7 @@ def account_json(market: Market) -> dict[str, Any]:
         "cash": money(values.cash),
         "accrued_fees": "0",
         "portfolio_value": equity,
-        "pattern_day_trader": False,
+        "pattern_day_trader": market.book.pattern_day_trader,
         "trading_blocked": False,
         "transfers_blocked": False,
         "account_blocked": False,
@@ -169,6 +169,25 @@ def position_json(market: Market, position: SimPosition) -> dict[str, Any]:
     }
 
 
+FOREIGN_BOOK_SIZE = 3
+
+
+def foreign_positions_json(market: Market) -> list[dict[str, Any]]:
+    """Another account's positions (the `positions_listing="foreign"` fault): the last few tradable symbols this
+    account does not hold, 10, 20, 30 shares bought at today's price. A client must not take them for its own."""
+    held = set(market.book.positions)
+    chosen = [a for a in reversed(market.assets) if a.tradable and a.symbol not in held][:FOREIGN_BOOK_SIZE]
+    listing = []
+    for n, asset in enumerate(sorted(chosen, key=lambda a: a.symbol), start=1):
+        qty = Decimal(10 * n)
+        body = position_json(
+            market, SimPosition(asset.symbol, asset.id, asset.exchange, qty, market.last_price(asset.symbol))
+        )
+        body["qty_available"] = money(qty)
+        listing.append(body)
+    return listing
+
+
 def order_json(market: Market, order: SimOrder, *, nested: bool = True) -> dict[str, Any]:
     legs = [order_json(market, leg, nested=False) for leg in market.book.legs(order)] if nested else None
     return {
@@ -181,9 +200,9 @@ def order_json(market: Market, order: SimOrder, *, nested: bool = True) -> dict[
         "expired_at": rfc3339(order.expired_at),
         "canceled_at": rfc3339(order.canceled_at),
         "failed_at": None,
-        "replaced_at": None,
-        "replaced_by": None,
-        "replaces": None,
+        "replaced_at": rfc3339(order.replaced_at),
+        "replaced_by": order.replaced_by,
+        "replaces": order.replaces,
         "asset_id": order.asset_id,
         "symbol": order.symbol,
         "asset_class": "us_equity",

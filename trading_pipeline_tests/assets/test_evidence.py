@@ -175,7 +175,7 @@ def test_a_refused_exit_is_not_requested_again_by_the_stop_trigger_every_tick(
 ) -> None:
     [trade] = seed_positions(db, sim, tradable_symbols(sim.market, 1), qty=3)
     sim.market.gap(trade.symbol, -15)
-    sim.market.halt(trade.symbol)  # the sim refuses the exit: "not tradable" (lasts)
+    sim.market.set_tradable(trade.symbol, False)  # the broker refuses the exit: "not tradable" (lasts)
     defs = pipeline_definitions(database_url, sim)
     result = run_job(defs, STOP_LOSS_JOB)
     assert trade.symbol in str(metadata(result, "closes")["exits_refused"])
@@ -183,8 +183,8 @@ def test_a_refused_exit_is_not_requested_again_by_the_stop_trigger_every_tick(
     assert check_results(result)["no_position_beyond_stop"] is False  # reported until it is flat
     refusal = refusals_repo.refusals(db)[trade.symbol]
     assert refusal.retry_after == refusal.last_refused_at + timedelta(minutes=15)
-    sim.market.resume(trade.symbol)
-    sim.market.gap(trade.symbol, 0)  # quotes move again, still beyond the stop
+    sim.market.set_tradable(trade.symbol, True)
+    sim.market.gap(trade.symbol, 0)  # still beyond the stop
     tick = trigger(database_url, sim)
     assert isinstance(tick, dg.SkipReason) and "refused" in tick.skip_message, tick
     sim.market.advance(timedelta(minutes=16))

@@ -58,13 +58,13 @@ def test_a_close_refused_as_not_tradable_is_released_and_retried_at_its_cadence(
     """"not tradable" lasts: released (never stuck `closing`), not re-sent 2 minutes later, re-sent after 15."""
     [trade] = seed_positions(db, sim, tradable_symbols(sim.market, 1), qty=3)
     sim.market.gap(trade.symbol, -15)
-    sim.market.halt(trade.symbol)  # the sim refuses orders in a halted symbol as not tradable
+    sim.market.set_tradable(trade.symbol, False)  # the broker refuses orders in a symbol it does not trade
     first = run_stop_loss_sweep(db, make_broker(sim), run_id="r1", now=sim.market.now, max_quote_age=None)
     released = trades_repo.get_trade(db, trade.id)
     assert trade.symbol in first.failures and released.status is TradeStatus.OPEN  # not stuck `closing`
     assert released.close_client_order_id is None and released.close_attempts == 1
     assert trade.symbol in first.new_refusals and trade.symbol in first.refused
-    sim.market.resume(trade.symbol)
+    sim.market.set_tradable(trade.symbol, True)
     sim.market.advance(timedelta(minutes=2))
     held_back = run_stop_loss_sweep(db, make_broker(sim), run_id="r2", now=sim.market.now, max_quote_age=None)
     assert held_back.orders_submitted == 0 and trade.symbol in held_back.refused and not held_back.new_refusals
