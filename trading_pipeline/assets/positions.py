@@ -139,6 +139,7 @@ def positions(
             "closed_by_broker_orders": len(protection.broker_closes),
             "broker_closes": md(markdown_table(protection.broker_closes)),
             "orphan_orders_cancelled": len(protection.orphans_cancelled),
+            "broker_stops_raised": json_value(protection.stops_raised),
             "corporate_actions_read": actions.read,
             "corporate_actions": json_value(actions.actions),
             "split_rebased": len(actions.rebased),

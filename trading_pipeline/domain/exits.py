@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from trading_pipeline.domain.types import ExitReason, PositionSide, Quote
 
@@ -167,3 +167,38 @@ def decide_exit(
     if max_age_trading_days is not None and trading_days_held is not None and trading_days_held >= max_age_trading_days:
         return ExitDecision(ExitReason.MAX_AGE, price, None)
     return None
+
+
+# The broker-side stop follows the trailing level in steps of at least this fraction of the price, so a rising
+# price costs a replace (PATCH) now and then, not one per run, while protection lags the level by at most this.
+BROKER_STOP_STEP = Decimal("0.0025")
+
+
+def broker_stop_level(position: PositionView) -> Decimal | None:
+    """Where the broker's own stop should sit: the fixed stop, raised (lowered for a short) to the trailing
+    level at the best price seen so far, to the tick Alpaca accepts (rounded toward the position's favour so it
+    never sits beyond the level the pipeline itself would sell at)."""
+    stop = position.stop_loss
+    if position.trailing_pct is None or position.high_water_mark is None:
+        return stop
+    long = position.side is PositionSide.LONG
+    trail = trailing_stop_level(position.side, position.high_water_mark, position.trailing_pct)
+    tick = Decimal("0.01") if trail >= 1 else Decimal("0.0001")
+    trail = trail.quantize(tick, rounding=ROUND_DOWN if long else ROUND_UP)
+    if stop is None:
+        return trail
+    return max(stop, trail) if long else min(stop, trail)
+
+
+def broker_stop_is_current(position: PositionView, leg_stop: Decimal | None) -> bool:
+    """A broker stop leg at `leg_stop` protects at the level the position should have: exactly its stop, or for
+    a trailing position within `BROKER_STOP_STEP` behind the trailing level (never beyond it)."""
+    wanted = broker_stop_level(position)
+    if wanted is None or leg_stop is None:
+        return wanted == leg_stop
+    if position.trailing_pct is None:
+        return leg_stop == wanted
+    slack = wanted * BROKER_STOP_STEP
+    if position.side is PositionSide.LONG:
+        return wanted - slack <= leg_stop <= wanted
+    return wanted <= leg_stop <= wanted + slack

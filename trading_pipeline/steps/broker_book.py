@@ -1,8 +1,10 @@
 """What the broker holds and which orders exist, read once per run: the truth a close is sized against.
 
 Positions come from one `GET /v2/positions`; when that fails, one `GET /v2/positions/{symbol}` per symbol to
-close, so a listing outage never blocks a stop-loss. Open orders come from one nested listing of the symbols
-to close. Anything that cannot be read is left unknown (None), never guessed: a close is not sized on a guess.
+close, so a listing outage never blocks a stop-loss. A symbol to close that the listing lacks is confirmed the
+same way: a listing that answers 200 with nothing (or with another account's book) must not read as "the
+broker holds none" and so skip a stop. Open orders come from one nested listing of the symbols to close.
+Anything that cannot be read is left unknown (None); the close step then sizes it to the DB's quantity.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class BrokerBook:
         try:
             held = {p.symbol: p for p in broker.positions()}
             book.positions = {s: held.get(s) for s in wanted}
+            for symbol in (s for s in wanted if s not in held):
+                book.refresh(symbol)  # one request per symbol the listing lacks: none in a run that agrees
         except BrokerError as exc:
             book.problems["(positions)"] = f"positions listing failed, read symbol by symbol: {exc}"
             for symbol in wanted:

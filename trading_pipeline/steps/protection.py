@@ -27,6 +27,7 @@ from trading_pipeline.broker.base import (
     OrderType,
     TimeInForce,
 )
+from trading_pipeline.domain.exits import broker_stop_is_current, broker_stop_level
 from trading_pipeline.domain.ids import client_order_id, parse_client_order_id
 from trading_pipeline.domain.types import ExitReason, OrderAction, TradeStatus, closing_side
 from trading_pipeline.steps.holding_orders import free_quantity
@@ -50,6 +51,7 @@ class ProtectionResult:
     orphans_cancelled: list[str] = field(default_factory=list)
     unprotected: dict[str, str] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    stops_raised: list[str] = field(default_factory=list)  # broker stop legs moved up to the trailing level
 
 
 def flatten(orders: Iterable[BrokerOrder]) -> list[BrokerOrder]:
@@ -198,9 +200,13 @@ def live_legs(trade: trades_repo.TradeRecord, orders: Iterable[BrokerOrder]) -> 
 
 def legs_match(trade: trades_repo.TradeRecord, orders: list[BrokerOrder]) -> bool:
     """Live legs at the trade's quantity and exact levels. A leg at the wrong price or quantity is not
-    protection: it would sell the wrong amount, or at a price the trade never chose."""
+    protection: it would sell the wrong amount, or at a price the trade never chose. A trailing trade's stop
+    leg follows its trailing level (`domain.exits.broker_stop_is_current`)."""
     mine = [o for o in live_legs(trade, orders) if o.qty == trade.qty]
-    stop_ok = trade.stop_loss is None or any(o.type in STOP_TYPES and o.stop_price == trade.stop_loss for o in mine)
+    view = trade.position_view()
+    stop_ok = broker_stop_level(view) is None or any(
+        o.type in STOP_TYPES and broker_stop_is_current(view, o.stop_price) for o in mine
+    )
     take_ok = trade.take_profit is None or any(
         o.type is OrderType.LIMIT and o.limit_price == trade.take_profit for o in mine
     )
@@ -228,6 +234,8 @@ def verify_legs(
     if legs_match(trade, own):
         result.verified += 1
         return
+    if follow_trailing_stop(db, broker, trade, [*working, *own], result):
+        return
     # Only the pipeline's own orders are replaced here; anyone else's is cancelled (with an alert) only when a
     # close needs the shares, by the sweep.
     ours = [o for o in working if parse_client_order_id(o.client_order_id) is not None]
@@ -252,6 +260,44 @@ def verify_legs(
     result.recreated.append(trade.symbol)
 
 
+def follow_trailing_stop(
+    db: Database,
+    broker: Broker,
+    trade: trades_repo.TradeRecord,
+    orders: list[BrokerOrder],
+    result: ProtectionResult,
+) -> bool:
+    """A trailing trade whose legs are right but for a stop left behind the risen trailing level: that one leg
+    is replaced in place (`PATCH /v2/orders/{id}`, Alpaca answers a new leg under the same parent), so that
+    while the pipeline is down the broker protects the current level — never two live stop legs at once, and no
+    window without one as a cancel-and-resubmit would leave. True when the stop was handled here."""
+    if trade.trailing_pct is None:
+        return False
+    view = trade.position_view()
+    wanted = broker_stop_level(view)
+    legs = {o.id: o for o in live_legs(trade, orders) if o.qty == trade.qty}.values()
+    stops = [o for o in legs if o.type in STOP_TYPES]
+    take_ok = trade.take_profit is None or any(
+        o.type is OrderType.LIMIT and o.limit_price == trade.take_profit for o in legs
+    )
+    if wanted is None or len(stops) != 1 or not take_ok or stops[0].stop_price is None:
+        return False
+    old = stops[0].stop_price
+    behind = old < wanted if trade.side.value == "long" else old > wanted
+    if not behind:
+        return False  # beyond the level (re-based, hand-edited): replaced whole by the caller
+    try:
+        moved = broker.replace_stop(stops[0].id, wanted)
+    except BrokerError as exc:
+        # The old leg still protects at its lower level: reported, tried again next run.
+        result.failures[trade.symbol] = f"trailing stop not moved at the broker ({old} → {wanted}): {exc}"
+        return True
+    orders_repo.upsert_order(db, order_fields(moved, trade.id))
+    result.stops_raised.append(f"{trade.symbol}: broker stop {old} → {wanted}")
+    result.verified += 1
+    return True
+
+
 def protective_order(trade: trades_repo.TradeRecord, cid: str) -> OrderRequest:
     """An OCO pair (take-profit limit + stop) on an open position, or a lone stop when there is no target.
     GTC: protection must outlive the day the pipeline might be down."""
@@ -262,15 +308,16 @@ def protective_order(trade: trades_repo.TradeRecord, cid: str) -> OrderRequest:
         "client_order_id": cid,
         "time_in_force": TimeInForce.GTC,
     }
+    stop = broker_stop_level(trade.position_view())  # a trailing trade's at its current level
     if trade.take_profit is None:
-        return OrderRequest(**common, type=OrderType.STOP, stop_price=trade.stop_loss)  # type: ignore[arg-type]
+        return OrderRequest(**common, type=OrderType.STOP, stop_price=stop)  # type: ignore[arg-type]
     return OrderRequest(
         **common,  # type: ignore[arg-type]
         type=OrderType.LIMIT,
         limit_price=trade.take_profit,
         order_class=OrderClass.OCO,
         take_profit_limit_price=trade.take_profit,
-        stop_loss_stop_price=trade.stop_loss,
+        stop_loss_stop_price=stop,
     )
 
 

@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from trading_pipeline.automation.sensors import stop_trigger_sensor
+from trading_pipeline.domain.exits import broker_stop_level
 from trading_pipeline.domain.names import STOP_LOSS_JOB
 from trading_pipeline.domain.types import ExitReason, TradeStatus
 from trading_pipeline.resources.broker import BrokerResource
@@ -87,9 +88,7 @@ def test_a_position_sold_at_the_broker_is_closed_on_its_fill(database_url: str, 
     assert check_results(result)["positions_confirmed"] is True
 
 
-def test_most_of_the_book_vanishing_halts_entries_and_writes_off_nothing(
-    database_url: str, db: Database, sim
-) -> None:
+def test_most_of_the_book_vanishing_halts_entries_and_writes_off_nothing(database_url: str, db: Database, sim) -> None:
     trades = seed_positions(db, sim, tradable_symbols(sim.market, 4), qty=5)
     sim.market.book.positions.clear()  # an empty listing (or another account's keys)
     result = run_job(pipeline_definitions(database_url, sim), STOP_LOSS_JOB)
@@ -209,9 +208,7 @@ def buy_outside(sim, symbol: str, qty: int) -> None:
     assert order.status == "filled"
 
 
-def test_a_position_bought_outside_the_pipeline_is_adopted_and_protected(
-    database_url: str, db: Database, sim
-) -> None:
+def test_a_position_bought_outside_the_pipeline_is_adopted_and_protected(database_url: str, db: Database, sim) -> None:
     """Paper's default policy: bought in Alpaca's dashboard → a trade with the default levels, audited, alerted,
     and sold by the sweep when it crosses."""
     symbol = tradable_symbols(sim.market, 1)[0]
@@ -245,3 +242,47 @@ def test_alert_only_leaves_an_outside_position_alone_and_says_it_is_unprotected(
     sim.market.gap(symbol, -15)
     run_job(defs, STOP_LOSS_JOB)
     assert held(sim, symbol) == Decimal(5) and not sells(sim, symbol)  # a person's own holding: never sold
+
+
+def live_stop_legs(sim, symbol: str) -> list:
+    return [
+        o
+        for o in broker_orders(sim)
+        if o.symbol == symbol and o.type == "stop" and o.status in ("new", "held", "accepted", "pending_new")
+    ]
+
+
+def test_the_brokers_stop_follows_the_trailing_stop_with_one_live_leg(database_url: str, db: Database, sim) -> None:
+    """Bracketed entries with a 2 % trailing stop: as the price rises, the broker's own stop leg is replaced
+    (PATCH) up to the trailing level — one live stop leg at every moment — so that a gap while the pipeline is
+    down fills at the current level, not the initial stop."""
+    defs = pipeline_definitions(database_url, sim, max_open_positions=1, protective_orders=True, trailing_stop_pct=2.0)
+    day = run_job(
+        defs,
+        "trading_day_job",
+        partition_key="2026-11-24",
+        run_config={"ops": {"universe": {"config": {"sample_size": 120}}}},
+    )
+    assert day.success
+    [trade] = trades_repo.open_trades(db)
+    [initial] = live_stop_legs(sim, trade.symbol)
+    assert initial.stop_price == trade.stop_loss
+    sim.market.gap(trade.symbol, 4)  # up 4 %: the trailing level (2 % below the best bid) passes the 3 % stop
+    run_job(defs, STOP_LOSS_JOB)  # the sweep ratchets the high-water mark
+    result = run_job(defs, STOP_LOSS_JOB)  # protection moves the broker's stop to it
+    raised = trades_repo.get_trade(db, trade.id)
+    [moved] = live_stop_legs(sim, trade.symbol)
+    assert moved.id != initial.id and moved.stop_price > initial.stop_price
+    assert moved.stop_price == broker_stop_level(raised.position_view())
+    assert trade.symbol in str(metadata(result, "positions")["broker_stops_raised"])
+    again = run_job(defs, STOP_LOSS_JOB)  # nothing moved: nothing replaced
+    assert (
+        metadata(again, "positions")["broker_stops_raised"] == "[]"
+        or not metadata(again, "positions")["broker_stops_raised"]
+    )
+    assert [o.id for o in live_stop_legs(sim, trade.symbol)] == [moved.id]
+    # The pipeline is down; the price falls through the trailing level: the broker's leg sells at it.
+    sim.market.gap(trade.symbol, -6)
+    assert trade.symbol not in sim.market.book.positions
+    filled = [o for o in broker_orders(sim) if o.symbol == trade.symbol and o.side == "sell" and o.filled_qty > 0]
+    assert [o.id for o in filled] == [moved.id]
