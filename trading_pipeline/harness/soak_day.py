@@ -5,6 +5,7 @@ book, never from the pipeline's counters)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class SoakDay:
         self._symbols = self._candidate_symbols()
         self._outside_count = 0
         self.renamed: dict[str, str] = {}  # OLD → NEW: symbols the script renamed at the broker
+        self.listing_faulty = False  # this run's positions listing is empty or another account's
 
     # ---- between runs: open, script, observe ----
 
@@ -156,6 +158,7 @@ class SoakDay:
             self._buy_outside()
         if self.rng.random() < rate / 4:
             self._rename_one()
+        self._listing_fault(rate)
         if self.rng.random() < rate / 2:
             route = self.rng.choice(OUTAGE_ROUTES)
             self.sim.faults.fail_next("500", count=8, route=route)
@@ -177,6 +180,8 @@ class SoakDay:
             order = self.sim.market.submit_order(request)
         except Exception:  # refused (the shares are already held): the day just goes on
             return False
+        if limit is None and order.status == "partially_filled":  # the person takes what filled, cancels the rest
+            order = self.sim.market.cancel_order(order.id)
         if side == "buy":
             self.bought[symbol] += order.filled_qty
         return True
@@ -192,28 +197,32 @@ class SoakDay:
             self.report.outside_buys += 1
 
     def _rename_one(self) -> None:
-        """A held symbol renamed OLD → NEW before the corporate action is published: the broker shows our shares
-        under NEW (same quantity and cost basis, NEW trading where OLD did), OLD is gone."""
-        busy = {o.symbol for o in self.sim.market.book.orders.values() if o.is_open}
-        mine = [t for t in trades_repo.open_trades(self.db) if t.symbol not in busy and t.strategy == "soak"]
-        candidates = [t for t in mine if t.symbol in self.sim.market.book.positions]
-        free = self._free_symbols()
-        if not candidates or not free:
-            return
-        trade, new = self.rng.choice(candidates), self.rng.choice(free)
+        """A held symbol renamed OLD → NEW (`Market.rename`), its corporate action published only after the soak
+        ends: the broker shows our shares (and open orders) under NEW, and OLD no longer exists."""
+        mine = [t for t in trades_repo.open_trades(self.db) if t.strategy == "soak"]
         book = self.sim.market.book
-        if sum(t.qty for t in mine if t.symbol == trade.symbol) != book.positions[trade.symbol].qty:
-            return  # drifted or shared: a rename of a position whose trades do not match it proves nothing
-        quote = self.sim.market.quote(trade.symbol)
-        if quote is None:
+        candidates = sorted({t.symbol for t in mine if t.symbol in book.positions})
+        if not candidates:
             return
-        position = book.positions.pop(trade.symbol)
-        position.symbol = new
-        book.positions[new] = position
-        self.sim.market.set_price(new, quote.bid, quote.ask)
-        self.bought[new] += position.qty
-        self.renamed[trade.symbol] = new
+        old = self.rng.choice(candidates)
+        if sum(t.qty for t in mine if t.symbol == old) != book.positions[old].qty:
+            return  # drifted: a rename of a position its trades do not match proves nothing
+        new = next((f"{old[:4]}{c}" for c in "ZYXWV" if self.sim.market.asset(f"{old[:4]}{c}") is None), None)
+        if new is None:
+            return
+        self.sim.market.rename(old, new, publish_delay=timedelta(days=30))
+        self.bought[new] += self.bought.pop(old, Decimal(0))
+        self.renamed[old] = new
         self.report.renames += 1
+
+    def _listing_fault(self, rate: float) -> None:
+        """For one run, `GET /v2/positions` answers 200 with nothing (an incident) or another account's book."""
+        kind = "normal"
+        if self.rng.random() < rate / 4:
+            kind = self.rng.choice(("empty", "foreign"))
+            self.report.listing_faults += 1
+        self.listing_faulty = kind != "normal"
+        self.sim.faults.config = dataclasses.replace(self.sim.faults.config, positions_listing=kind)  # no reseed
 
     def observe(self, number: int) -> None:
         """Before the run, from the true market: which positions are beyond a level right now."""
@@ -246,6 +255,7 @@ class SoakDay:
 
         if number > 1:
             self.sim.market.advance(RUN_EVERY)
+        self.listing_faulty = False
         if not settle:
             self.open_positions()
             self.script_moves()
@@ -274,6 +284,8 @@ class SoakDay:
             # Outside buys and renames show as divergences too, explained by what the script did.
             renamed = set(self.renamed) | set(self.renamed.values())
             explained = self.drifted | self.drift_pending | renamed | set(adoption.adopted)
+            if self.listing_faulty:  # the listing lied this run: every divergence is the fault's
+                explained |= set(reconciliation.mismatches)
             unexplained = {s: t for s, t in reconciliation.mismatches.items() if s not in explained}
             if unexplained:
                 self.report.reconcile_mismatch_runs += 1

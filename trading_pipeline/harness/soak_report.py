@@ -45,6 +45,7 @@ class SoakReport:
     oversells: int = 0  # more sold than bought, or a short: must stay 0
     divergences_unreported: int = 0  # a drift the reconciliation did not report: must stay 0
     outside_buys: int = 0  # positions the script bought outside the pipeline (adopted)
+    listing_faults: int = 0  # runs whose positions listing answered empty or another account's book
     renames: int = 0  # held symbols renamed at the broker before the corporate action was published
     adopted: int = 0  # outside positions the pipeline adopted (and protects)
     write_offs_without_evidence: int = 0  # trades closed with no fill at the broker: must stay 0
@@ -84,7 +85,7 @@ def render_report(report: SoakReport) -> str:
             "book faults",
             f"{report.outside_orders} outside orders, {report.drifts} drifts, {report.outages} endpoint outages, "
             f"{report.partial_fills} partly filled closes split, {report.outside_buys} outside buys "
-            f"({report.adopted} adopted), {report.renames} renames",
+            f"({report.adopted} adopted), {report.renames} renames, {report.listing_faults} empty or foreign listings",
         ),
         ("steps failed by outages", f"{len(report.outage_failures)} (each a failed run and an alert, as designed)"),
         ("duplicates", str(report.duplicates)),
