@@ -286,3 +286,44 @@ def test_the_brokers_stop_follows_the_trailing_stop_with_one_live_leg(database_u
     assert trade.symbol not in sim.market.book.positions
     filled = [o for o in broker_orders(sim) if o.symbol == trade.symbol and o.side == "sell" and o.filled_qty > 0]
     assert [o.id for o in filled] == [moved.id]
+
+
+def test_a_pdt_refusal_is_alerted_with_what_to_do_and_not_resent_until_its_cadence(
+    database_url: str, db: Database, sim
+) -> None:
+    """Alpaca's pattern-day-trading protection (403, code 40310100) refuses the exit of a position opened today:
+    one alert with the broker's words and what a person can do; the next run 2 minutes later sends nothing."""
+    [trade] = seed_positions(db, sim, tradable_symbols(sim.market, 1), qty=2)
+    sim.market.set_pattern_day_trader(True)
+    sim.market.gap(trade.symbol, -15)
+    defs = pipeline_definitions(database_url, sim)
+    first = run_job(defs, STOP_LOSS_JOB)
+    refused = str(metadata(first, "closes")["exits_refused"])
+    assert "pattern-day-trading protection" in refused and "40310100" in refused
+    [alert] = [a for a in firing_alerts(db) if a.key == f"closes:refused:{trade.symbol}"]
+    assert "Alpaca's dashboard" in alert.message
+    posts = len([o for o in broker_orders(sim) if o.side == "sell"])
+    sim.market.advance(timedelta(minutes=2))
+    second = run_job(defs, STOP_LOSS_JOB)
+    assert len([o for o in broker_orders(sim) if o.side == "sell"]) == posts  # nothing re-sent
+    assert check_results(second)["no_position_beyond_stop"] is False
+    assert trades_repo.get_trade(db, trade.id).status is TradeStatus.OPEN
+
+
+def test_another_accounts_listing_is_an_incident_and_crossed_stops_still_close(
+    database_url: str, db: Database, sim
+) -> None:
+    """Wrong keys or a confused listing: the broker lists another account's book. Nothing of ours is written off,
+    nothing of theirs adopted, entries halt — and a stop crossed meanwhile still closes (the symbol's own
+    position endpoint is asked before a close treats it as not held)."""
+    trades = seed_positions(db, sim, tradable_symbols(sim.market, 3), qty=4)
+    sim.faults.configure(positions_listing="foreign")
+    sim.market.gap(trades[0].symbol, -15)
+    result = run_job(pipeline_definitions(database_url, sim), STOP_LOSS_JOB)
+    sim.faults.clear()
+    assert trades_repo.get_trade(db, trades[0].id).status is TradeStatus.CLOSED
+    assert held(sim, trades[0].symbol) == 0
+    assert {trades_repo.get_trade(db, t.id).status for t in trades[1:]} == {TradeStatus.OPEN}
+    assert "mass_disappearance" in str(check_results(result)) or metadata(result, "positions")["mass_disappearance"]
+    assert current_trading_state(db).halted
+    assert not [t for t in trades_repo.open_trades(db) if t.strategy == "adopted"]
