@@ -87,6 +87,20 @@ def test_stop_trigger_does_not_stack_on_an_in_flight_run(instance, database_url:
     assert isinstance(result, dg.SkipReason) and run_id in result.skip_message
 
 
+def test_stop_trigger_fails_its_tick_when_every_quote_is_frozen(instance, database_url: str, db: Database) -> None:
+    """Frozen prices cannot show a crossed stop: the tick fails (and is alerted), it does not skip as if calm."""
+    with running_sim(realtime=False) as sim:
+        trades = seed_positions(db, sim, tradable_symbols(sim.market, 3), qty=1)
+        for trade in trades:
+            sim.market.stale(trade.symbol)
+        sim.market.advance(timedelta(minutes=5))
+        with pytest.raises(Exception, match="frozen"):
+            trigger(instance, database_url, sim)
+        sim.market.resume(trades[0].symbol)  # one live quote: the feed is not frozen, the tick judges it
+        sim.market.advance(timedelta(minutes=1))
+        assert isinstance(trigger(instance, database_url, sim), dg.SkipReason | dg.RunRequest)
+
+
 def test_a_feed_whose_newest_quote_is_a_day_and_ten_seconds_old_is_frozen() -> None:
     """A day and 10 s is far past the limit, not 10 s (`timedelta.seconds` drops the days)."""
     now = NOW.astimezone(UTC)
