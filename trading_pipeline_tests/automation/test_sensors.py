@@ -3,6 +3,7 @@
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ from dagster import DagsterRunStatus
 
 import trading_pipeline.automation.sensors as sensors
 from trading_pipeline.definitions import defs
+from trading_pipeline.domain.types import Quote
 from trading_pipeline.resources.alert_delivery import AlertDispatcher
 from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.broker import BrokerResource
@@ -83,6 +85,28 @@ def test_stop_trigger_does_not_stack_on_an_in_flight_run(instance, database_url:
         seed_positions(db, sim, tradable_symbols(sim.market, 1), qty=1)
         result = trigger(instance, database_url, sim)
     assert isinstance(result, dg.SkipReason) and run_id in result.skip_message
+
+
+def test_stop_trigger_fails_its_tick_when_every_quote_is_frozen(instance, database_url: str, db: Database) -> None:
+    """Frozen prices cannot show a crossed stop: the tick fails (and is alerted), it does not skip as if calm."""
+    with running_sim(realtime=False) as sim:
+        trades = seed_positions(db, sim, tradable_symbols(sim.market, 3), qty=1)
+        for trade in trades:
+            sim.market.stale(trade.symbol)
+        sim.market.advance(timedelta(minutes=5))
+        with pytest.raises(Exception, match="frozen"):
+            trigger(instance, database_url, sim)
+        sim.market.resume(trades[0].symbol)  # one live quote: the feed is not frozen, the tick judges it
+        sim.market.advance(timedelta(minutes=1))
+        assert isinstance(trigger(instance, database_url, sim), dg.SkipReason | dg.RunRequest)
+
+
+def test_a_feed_whose_newest_quote_is_a_day_and_ten_seconds_old_is_frozen() -> None:
+    """A day and 10 s is far past the limit, not 10 s (`timedelta.seconds` drops the days)."""
+    now = NOW.astimezone(UTC)
+    old = Quote("AAA", Decimal("99"), Decimal("99.1"), now - timedelta(days=1, seconds=10))
+    assert sensors.frozen_feed([old], now) is not None
+    assert sensors.frozen_feed([Quote("AAA", Decimal("99"), Decimal("99.1"), now - timedelta(seconds=10))], now) is None
 
 
 # -- stop-loss watchdog --------------------------------------------------------------------------------------

@@ -162,6 +162,13 @@ def test_stale_quote_is_refused_when_a_limit_is_given() -> None:
     assert decide_exit(long(), old) is not None  # without a limit the caller accepted the age
 
 
+def test_a_quote_a_day_and_ten_seconds_old_is_stale_against_a_300s_limit() -> None:
+    """A day and 10 s is 86,410 s, not 10 s (`timedelta.seconds` drops the days)."""
+    old = quote("99", "99.1", at=NOW - timedelta(days=1, seconds=10))
+    with pytest.raises(InvalidQuote, match="stale"):
+        decide_exit(long(), old, now=NOW, max_quote_age=timedelta(seconds=300))
+
+
 def test_quote_for_another_symbol_is_refused() -> None:
     with pytest.raises(InvalidQuote, match="position is ACME"):
         decide_exit(long(), quote("50", "51", symbol="OTHER"))
