@@ -229,6 +229,8 @@ def repair_drift(
             continue
         if position.qty < ours:
             _cut_to_held(db, symbol, trades, position.qty, result, run_id, current)
+        elif position.qty - ours < 1:
+            _take_in_residue(db, symbol, trades, position.qty - ours, result, run_id)
     if result.missing_at_broker:
         missing = {s: by_symbol.get(s, []) for s in result.missing_at_broker}
         _close_on_fills(db, broker, missing, result, run_id)
@@ -256,6 +258,22 @@ def _cut_to_held(
         else:
             adjustments_repo.close_outside(db, trade.id, close_price=None, closed_at=now, reason=reason, run_id=run_id)
     result.repaired[symbol] = reason
+
+
+def _take_in_residue(
+    db: Database,
+    symbol: str,
+    trades: list[trades_repo.TradeRecord],
+    extra: Decimal,
+    result: Reconciliation,
+    run_id: str | None,
+) -> None:
+    """A fraction of a share more at the broker than our trades hold (cash in lieu left a residue, a fractional
+    fill): it descends from our trade, so the newest trade takes it in and it is protected with it."""
+    newest = max(trades, key=lambda t: (t.entry_at, str(t.id)))
+    reason = f"broker holds {shares(extra)} {symbol} more than the DB, a fraction of a share: taken into the trade"
+    if adjustments_repo.add_residue(db, newest.id, qty=newest.qty + extra, reason=reason, run_id=run_id):
+        result.repaired[symbol] = reason
 
 
 def _close_on_fills(

@@ -69,6 +69,21 @@ def reduce_to_held(db: Database, trade_id: uuid.UUID, *, qty: Decimal, reason: s
         return True
 
 
+def add_residue(db: Database, trade_id: uuid.UUID, *, qty: Decimal, reason: str, run_id: str | None = None) -> bool:
+    """An open trade's quantity raised to take in a fraction of a share the broker holds beside it (a residue of
+    a split's cash in lieu, a fractional fill): those shares descend from the trade and are protected with it.
+    False if the trade is no longer open or already holds `qty` or more."""
+    with db.transaction() as session:
+        row = session.scalar(sa.select(Trade).where(Trade.id == trade_id, Trade.status == TradeStatus.OPEN))
+        if row is None or qty <= row.qty:
+            return False
+        before = {"qty": row.qty}
+        row.qty = qty
+        row.updated_at = utc_now()
+        _audit(session, row, QTY_DRIFT, before, {"qty": qty}, reason, run_id)
+        return True
+
+
 def close_outside(
     db: Database,
     trade_id: uuid.UUID,

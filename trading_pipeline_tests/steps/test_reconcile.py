@@ -68,3 +68,17 @@ def test_a_split_like_drift_is_reported_and_the_trade_left_whole(db: Database, s
     assert after.status is TradeStatus.OPEN and after.qty == Decimal(10)  # not cut to the broker's quantity
     assert adjustments_repo.adjustments(db, symbol=trade.symbol) == []
     assert not result.clean  # reported, so the check fails and alerts
+
+
+def test_a_fractional_residue_at_the_broker_is_taken_into_its_trade(db: Database, sim) -> None:
+    """The broker holds 10.4 where our trade holds 10 (a split's residue, a fractional fill): the 0.4 descends
+    from the trade and is protected with it — the trade holds 10.4, with an audit row. A whole extra share is
+    not ours to take: reported, left alone."""
+    first, second = seed_positions(db, sim, tradable_symbols(sim.market, 2), qty=10)
+    sim.market.book.positions[first.symbol].qty = Decimal("10.4")
+    sim.market.book.positions[second.symbol].qty = Decimal(11)
+    result = reconcile_positions(db, make_broker(sim), now=sim.market.now)
+    assert trades_repo.get_trade(db, first.id).qty == Decimal("10.4")
+    assert first.symbol in result.repaired
+    assert trades_repo.get_trade(db, second.id).qty == Decimal(10)
+    assert second.symbol in result.qty_mismatch and second.symbol not in result.repaired
