@@ -231,3 +231,36 @@ def test_short_stop_fires_exactly_when_ask_at_or_above_stop(
     pos = PositionView("X", PositionSide.SHORT, D(1), entry, NOW, stop_loss=stop)
     decision = decide_exit(pos, Quote("X", bid, ask, NOW))
     assert (decision is not None and decision.reason is ExitReason.STOP_LOSS) == (ask >= stop)
+
+
+def test_the_brokers_stop_follows_a_trailing_level_and_never_passes_it() -> None:
+    from trading_pipeline.domain.exits import broker_stop_is_current, broker_stop_level
+
+    long = PositionView(
+        "AAA",
+        PositionSide.LONG,
+        Decimal(1),
+        Decimal(100),
+        NOW,
+        stop_loss=Decimal(97),
+        trailing_pct=Decimal(2),
+        high_water_mark=Decimal("110.37"),
+    )
+    assert broker_stop_level(long) == Decimal("108.16")  # 110.37 × 0.98 = 108.1626, down to the cent
+    assert broker_stop_is_current(long, Decimal("108.16"))
+    assert broker_stop_is_current(long, Decimal("107.90"))  # within 0.25 % behind: not worth a replace
+    assert not broker_stop_is_current(long, Decimal(97))  # the initial stop, left behind
+    assert not broker_stop_is_current(long, Decimal("108.20"))  # beyond the level: never
+    fixed = PositionView("AAA", PositionSide.LONG, Decimal(1), Decimal(100), NOW, stop_loss=Decimal(97))
+    assert broker_stop_level(fixed) == Decimal(97) and not broker_stop_is_current(fixed, Decimal("96.99"))
+    short = PositionView(
+        "BBB",
+        PositionSide.SHORT,
+        Decimal(1),
+        Decimal(100),
+        NOW,
+        stop_loss=Decimal(103),
+        trailing_pct=Decimal(2),
+        high_water_mark=Decimal(90),
+    )
+    assert broker_stop_level(short) == Decimal("91.80")
