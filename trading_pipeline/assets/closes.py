@@ -93,7 +93,7 @@ def closes(
     flagged = result.flagged_positions
     if flagged:
         context.log.error(f"closes: {len(flagged)} positions could not be judged: {flagged}")
-    failures = {**result.failures, **result.unsized, **result.book_problems}
+    failures = {**result.failures, **result.book_problems}
     if failures:
         context.log.error(f"closes: failures: {failures}")
     if result.split_suspects:
@@ -153,7 +153,7 @@ def closes(
             "leftovers_released": result.leftovers_released,
             "flagged_positions": md(reasons_table(flagged)),
             "failures": md(reasons_table(failures)),
-            "closes_not_sized": len(result.unsized),
+            "closes_sized_without_a_read": len(result.blind_closes),
             "partial_closes": result.partial_closes,
             "drift_repaired_by_sweep": md(reasons_table(result.drift_repaired)),
             "holding_orders_cancelled": result.holding_orders_cancelled,

@@ -8,7 +8,7 @@
   403 Forbidden", alpaca-docs content/api-references/trading-api/_index.md). A read endpoint never blocks a stop.
 - Open orders that hold the shares — the trade's own legs, found in the listing or by their parent, or anyone
   else's — are cancelled and confirmed first; a refusal for quantity (403 "insufficient qty available") frees
-  what holds it, or re-reads the position (else takes the refusal's own `available`), re-sizes the trade to it
+  what holds it, or re-reads the position (else takes the refusal's own `existing_qty`), re-sizes the trade to it
   and tries once more in the same run.
 - A refusal that will not change within minutes (pattern-day-trading protection, an asset not tradable, an
   account blocked) is stored with when to try again (`domain/refusals.py`), so it is re-sent at a bounded
@@ -31,7 +31,7 @@ from trading_pipeline.broker.base import (
 )
 from trading_pipeline.domain.exits import ExitDecision
 from trading_pipeline.domain.ids import client_order_id
-from trading_pipeline.domain.refusals import QUANTITY_WORDS, Refusal, RefusalKind, classify_refusal
+from trading_pipeline.domain.refusals import Refusal, RefusalKind, classify_refusal
 from trading_pipeline.domain.types import ExitReason, OrderAction, closing_side, signed_qty
 from trading_pipeline.steps.broker_book import BrokerBook
 from trading_pipeline.steps.holding_orders import describe_order, free_quantity
@@ -44,8 +44,6 @@ from trading_pipeline.store import claims_repository as claims_repo
 from trading_pipeline.store import orders_repository as orders_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
-
-HELD_QTY_REFUSALS = QUANTITY_WORDS
 
 
 class _Resize:

@@ -28,8 +28,6 @@ class SweepResult:
     high_water_marks_raised: int = 0
     closed_trades: list[dict[str, object]] = field(default_factory=list)
     partial_closes: int = 0
-    # Exits decided but not sent because the broker's holding could not be read (never sized on a guess).
-    unsized: dict[str, str] = field(default_factory=dict)
     drift_repaired: dict[str, str] = field(default_factory=dict)
     holding_orders_cancelled: int = 0
     outside_orders_cancelled: list[str] = field(default_factory=list)  # orders the pipeline did not place
