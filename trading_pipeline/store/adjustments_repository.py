@@ -26,6 +26,7 @@ PARTIAL_CLOSE = "partial_close"
 PARTIAL_ENTRY = "partial_entry"
 SPLIT_REBASE = "split_rebase"
 RENAME = "symbol_change"
+OUTSIDE_FLATTEN = "outside_flatten"
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +258,25 @@ def rename_symbol(
         row.updated_at = utc_now()
         _audit(session, row, RENAME, before, {"symbol": new_symbol}, f"{action_key}: {reason}", run_id)
         return True
+
+
+def record_outside_flatten(
+    db: Database, *, symbol: str, before: dict, after: dict, reason: str, run_id: str | None = None
+) -> None:
+    """A position no trade of ours holds, closed by a person's flatten: there is no trade to change, so the
+    audit row is the record (what the broker held, the order sent for it, who asked and why)."""
+    with db.transaction() as session:
+        session.add(
+            PositionAdjustment(
+                trade_id=None,
+                symbol=symbol,
+                kind=OUTSIDE_FLATTEN,
+                before=before,
+                after=after,
+                reason=reason,
+                dagster_run_id=run_id,
+            )
+        )
 
 
 def adjustments(db: Database, *, symbol: str | None = None) -> list[AdjustmentRecord]:
