@@ -241,7 +241,7 @@ def cancel_orders(
             continue
         freed = free_quantity(broker, orders.values())
         for order in [*freed.cancelled, *freed.filled]:
-            whose = "" if order.id in ours else "outside the pipeline: "
+            whose = "ours: " if order.id in ours else "outside the pipeline: "
             result.cancelled.append(f"{whose}{describe_order(order)}")
         if not freed.free and not freed.filled:
             pending = "; ".join([*map(describe_order, freed.unconfirmed), *freed.failures])
@@ -358,7 +358,8 @@ def outside_line(
     outcome, detail = order_outcome(order, result)
     if problem == ALREADY and outcome in (QUEUED, CLOSING):
         outcome, detail = ALREADY, f"its closing order {order.client_order_id} is already working: not sold again"
-    detail = f"{detail} (no trade of ours: {shares(qty)} closed outside the claim protocol, audited)"
+        return FlattenLine(position.symbol, held, "outside", outcome, detail, order.client_order_id)
+    detail = f"{detail} (bought outside the pipeline: {shares(qty)}; audit row written)"
     return FlattenLine(position.symbol, held, "outside", outcome, detail, order.client_order_id)
 
 
