@@ -17,6 +17,7 @@ from trading_pipeline.domain.types import ExitReason, OrderAction, PositionSide,
 from trading_pipeline.steps.closes import run_stop_loss_sweep
 from trading_pipeline.steps.flatten import ALREADY, CLOSED, QUEUED, FlattenError, flatten_book
 from trading_pipeline.store import adjustments_repository as adjustments_repo
+from trading_pipeline.store import claims_repository as claims_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.alerts_repository import current_trading_state, firing_alerts
 from trading_pipeline.store.database import Database
@@ -118,6 +119,10 @@ def test_flatten_closes_ours_and_outside_cancels_what_holds_them_and_halts(db: D
     assert any(OUTSIDE_LIMIT in c and c.startswith("outside the pipeline") for c in result.cancelled)
     legs = [o for o in broker_orders(sim) if o.parent_id is not None]
     assert legs and all(o.status == "canceled" for o in legs)  # the bracket legs, the held stop included
+    # Not in the open listing (a filled bracket's legs roll up under a parent that is no longer open): looked up
+    # by their parent, cancelled before the close, and reported.
+    ours = sorted(c.split()[4] for c in result.cancelled if c.startswith("ours: "))
+    assert ours == ["limit", "limit", "stop", "stop"]
     [audit] = [a for a in adjustments_repo.adjustments(db, symbol=outside)]
     assert audit.kind == adjustments_repo.OUTSIDE_FLATTEN and audit.trade_id is None and "ops" in audit.reason
     [(_, title, message)] = alerts.fired
@@ -144,6 +149,20 @@ def test_twice_after_the_close_queues_once_and_sends_no_second_order(db: Databas
     for trade in trades:
         closed = trades_repo.get_trade(db, trade.id)
         assert closed.status is TradeStatus.CLOSED and closed.close_reason is ExitReason.MANUAL
+
+
+def test_a_trade_a_stop_loss_run_is_closing_is_not_sold_again(db: Database, sim) -> None:
+    trades, _ = book(db, sim)
+    busy = trades[0]
+    assert claims_repo.claim_for_close(
+        db, busy.id, client_order_id=client_order_id(busy.id, OrderAction.CLOSE), reason=ExitReason.STOP_LOSS,
+        trigger_price=busy.stop_loss, run_id="overlapping-stop-loss-run",
+    )  # fmt: skip
+    result = flatten_book(db, make_broker(sim), reason="drill", actor="ops")
+    assert {line.symbol: line.outcome for line in result.lines}[busy.symbol] == ALREADY
+    assert not [o for o in broker_orders(sim) if o.symbol == busy.symbol and o.type == "market" and o.side == "sell"]
+    assert sim.market.book.positions[busy.symbol].qty == busy.qty  # left to the run that owns the close
+    assert set(sim.market.book.positions) == {busy.symbol}
 
 
 def test_symbol_flattens_only_that_one(db: Database, sim) -> None:
