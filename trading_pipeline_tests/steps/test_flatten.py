@@ -159,7 +159,7 @@ def test_a_trade_a_stop_loss_run_is_closing_is_not_sold_again(db: Database, sim)
         trigger_price=busy.stop_loss, run_id="overlapping-stop-loss-run",
     )  # fmt: skip
     result = flatten_book(db, make_broker(sim), reason="drill", actor="ops")
-    assert {line.symbol: line.outcome for line in result.lines}[busy.symbol] == ALREADY
+    assert result.ok and [line.outcome for line in result.lines if line.symbol == busy.symbol] == [ALREADY]
     assert not [o for o in broker_orders(sim) if o.symbol == busy.symbol and o.type == "market" and o.side == "sell"]
     assert sim.market.book.positions[busy.symbol].qty == busy.qty  # left to the run that owns the close
     assert set(sim.market.book.positions) == {busy.symbol}
