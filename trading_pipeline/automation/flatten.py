@@ -56,7 +56,8 @@ def flatten(
     broker: BrokerResource,
     alerts: AlertsResource,
 ) -> dg.Output[dict]:
-    actor = config.actor or context.run.tags.get("user") or "dagster"
+    tags = context.run.tags
+    actor = config.actor or tags.get("dagster/user") or tags.get("user") or "dagster"
     try:
         result = flatten_book(
             database.db,

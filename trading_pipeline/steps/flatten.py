@@ -37,8 +37,8 @@ from trading_pipeline.steps.close_fills import AwaitingFill, record_fills
 from trading_pipeline.steps.close_orders import close_position
 from trading_pipeline.steps.holding_orders import describe_order, free_quantity
 from trading_pipeline.steps.orders import is_dead, order_fields
+from trading_pipeline.steps.protection import ProtectionResult, parents_by_client_order_id, protection_orders
 from trading_pipeline.steps.protection import flatten as with_legs
-from trading_pipeline.steps.protection import protection_orders
 from trading_pipeline.steps.reconcile import shares
 from trading_pipeline.steps.sweep_result import SweepResult
 from trading_pipeline.store import adjustments_repository as adjustments_repo
@@ -227,9 +227,13 @@ def cancel_orders(
     for order in listed:
         if order.symbol in by_symbol and order.is_open and not is_our_close(order):
             by_symbol[order.symbol][order.id] = order
-    for trade in (t for t in trades if t.protected):
-        try:  # a filled bracket's stop leg stays `held` and an open listing need not show it
-            legs = protection_orders(broker, trade)
+    protected = [t for t in trades if t.protected]
+    # A filled bracket's legs are not in an open listing: found under their parents, read in one listing (each
+    # parent missing from it is looked up by its id).
+    by_parent = parents_by_client_order_id(broker, protected, ProtectionResult())
+    for trade in protected:
+        try:
+            legs = protection_orders(broker, trade, by_parent)
         except BrokerError as exc:
             blocked[trade.symbol] = f"its protective legs could not be looked up: {exc}"
             continue

@@ -176,6 +176,16 @@ def test_symbol_flattens_only_that_one(db: Database, sim) -> None:
     assert current_trading_state(db).halted
 
 
+def test_an_outside_short_is_bought_back_never_oversold(db: Database, sim) -> None:
+    symbol = tradable_symbols(sim.market, 4)[3]
+    sim.market.submit_order({"symbol": symbol, "qty": "5", "side": "sell", "type": "market", "time_in_force": "day"})
+    assert sim.market.book.positions[symbol].qty == Decimal(-5)
+    result = flatten_book(db, make_broker(sim), reason="no shorts", actor="ops", symbols=[symbol])
+    assert result.ok and [(line.held, line.outcome) for line in result.lines] == [("5 short", CLOSED)]
+    [cover] = [o for o in broker_orders(sim) if o.side == "buy"]
+    assert cover.qty == Decimal(5) and cover.status == "filled" and symbol not in sim.market.book.positions
+
+
 def test_bad_input_is_refused_before_anything_is_done(db: Database, sim) -> None:
     book(db, sim)
     broker = make_broker(sim)
