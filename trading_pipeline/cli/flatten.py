@@ -61,8 +61,10 @@ def render(result: Any) -> str:
         f"HALTED: no new entries (by {halted.actor} at {halted.changed_at:%Y-%m-%d %H:%M:%S} UTC: {halted.reason})",
     ]
     if result.clock is not None and not result.clock.clock.is_open:
-        lines.append(f"The market is CLOSED ({result.clock.source}): closing orders are queued for the next open "
-                     f"at {result.next_open()}, not filled now.")  # fmt: skip
+        lines.append(
+            f"The market is CLOSED ({result.clock.source}): closing orders are queued for the next open "
+            f"at {result.next_open()}, not filled now."
+        )
     rows = [("SYMBOL", "HELD", "WHOSE", "OUTCOME", "DETAIL")]
     rows += [(x.symbol, x.held, x.whose, x.outcome.upper(), x.detail) for x in result.lines]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -77,8 +79,10 @@ def render(result: Any) -> str:
     lines.append("")
     refused = result.refused
     if refused:
-        lines.append(f"NOT FLAT: {len(refused)} refused — see DETAIL; fix the cause and run the same command again "
-                     "(orders already sent are found by their ids, never sent twice).")  # fmt: skip
+        lines.append(
+            f"NOT FLAT: {len(refused)} refused — see DETAIL; fix the cause and run the same command again "
+            "(orders already sent are found by their ids, never sent twice)."
+        )
     else:
         lines.append(f"OK: {result.orders_sent} closing order(s) sent; every position is flat or its close accepted.")
     return "\n".join(lines)

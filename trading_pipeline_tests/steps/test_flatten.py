@@ -15,7 +15,8 @@ from trading_pipeline.domain.names import FLATTEN_JOB
 from trading_pipeline.domain.strategy import price_level
 from trading_pipeline.domain.types import ExitReason, OrderAction, PositionSide, TradeStatus
 from trading_pipeline.steps.closes import run_stop_loss_sweep
-from trading_pipeline.steps.flatten import ALREADY, CLOSED, QUEUED, FlattenError, flatten_book
+from trading_pipeline.steps.flatten import FlattenError, flatten_book
+from trading_pipeline.steps.flatten_report import ALREADY, CLOSED, QUEUED
 from trading_pipeline.store import adjustments_repository as adjustments_repo
 from trading_pipeline.store import claims_repository as claims_repo
 from trading_pipeline.store import trades_repository as trades_repo
@@ -85,14 +86,27 @@ def book(db: Database, sim) -> tuple[list[trades_repo.TradeRecord], str]:
     first, second, outside = tradable_symbols(sim.market, 3)
     trades = [bracketed(db, sim, first), bracketed(db, sim, second, qty=4)]
     bought = sim.market.submit_order(
-        {"symbol": outside, "qty": "7", "side": "buy", "type": "market", "time_in_force": "day",
-         "client_order_id": "bought-in-the-web-app"}
-    )  # fmt: skip
+        {
+            "symbol": outside,
+            "qty": "7",
+            "side": "buy",
+            "type": "market",
+            "time_in_force": "day",
+            "client_order_id": "bought-in-the-web-app",
+        }
+    )
     assert bought.status == "filled"
     sim.market.submit_order(
-        {"symbol": outside, "qty": "7", "side": "sell", "type": "limit", "time_in_force": "gtc",
-         "limit_price": str((bought.filled_avg_price * 2).quantize(Decimal("0.01"))), "client_order_id": OUTSIDE_LIMIT}
-    )  # fmt: skip
+        {
+            "symbol": outside,
+            "qty": "7",
+            "side": "sell",
+            "type": "limit",
+            "time_in_force": "gtc",
+            "limit_price": str((bought.filled_avg_price * 2).quantize(Decimal("0.01"))),
+            "client_order_id": OUTSIDE_LIMIT,
+        }
+    )
     return trades, outside
 
 
@@ -155,9 +169,13 @@ def test_a_trade_a_stop_loss_run_is_closing_is_not_sold_again(db: Database, sim)
     trades, _ = book(db, sim)
     busy = trades[0]
     assert claims_repo.claim_for_close(
-        db, busy.id, client_order_id=client_order_id(busy.id, OrderAction.CLOSE), reason=ExitReason.STOP_LOSS,
-        trigger_price=busy.stop_loss, run_id="overlapping-stop-loss-run",
-    )  # fmt: skip
+        db,
+        busy.id,
+        client_order_id=client_order_id(busy.id, OrderAction.CLOSE),
+        reason=ExitReason.STOP_LOSS,
+        trigger_price=busy.stop_loss,
+        run_id="overlapping-stop-loss-run",
+    )
     result = flatten_book(db, make_broker(sim), reason="drill", actor="ops")
     assert result.ok and [line.outcome for line in result.lines if line.symbol == busy.symbol] == [ALREADY]
     assert not [o for o in broker_orders(sim) if o.symbol == busy.symbol and o.type == "market" and o.side == "sell"]
