@@ -142,8 +142,20 @@ def flatten_book(
             close_position(db, broker, trade, decision, run_id=run_id, result=sweep, now=now, book=book)
             sent.append((trade, held_text(before)))
         remainder = outside_remainder(before, [*ours, *already])
-        if remainder > 0:
-            outside.append((before, remainder, *close_outside(db, broker, before, remainder, result, run_id)))
+        # Our closes of outside shares still working (e.g. partly filled: the position's qty, and so the id an
+        # order for the rest would get, changed) cover what they still have to fill: never a second order on top.
+        working = [
+            o
+            for o in listed
+            if o.symbol == symbol and is_our_close(o) and o.is_open and not names(o, [*ours, *already])
+        ]
+        covered = sum((o.remaining_qty for o in working), Decimal(0))
+        if remainder > 0 and covered >= remainder:
+            detail = f"its closing order {working[0].client_order_id} is already working: not sold again"
+            result.lines.append(FlattenLine(symbol, held_text(before), "outside", ALREADY, detail))
+        elif remainder > 0:
+            qty = remainder - covered
+            outside.append((before, qty, *close_outside(db, broker, before, qty, result, run_id)))
     result.orders_sent += sweep.orders_submitted
     result.cancelled.extend(f"outside the pipeline: {o}" for o in sweep.outside_orders_cancelled)
 
@@ -168,6 +180,12 @@ def requested_symbols(symbols: Iterable[str] | None) -> list[str]:
         listed = "; ".join(f"{s!r}: {why}" for s, why in bad.items())
         raise FlattenError(f"not a symbol: {listed}. Write it as the broker does (AAPL, BRK.B); nothing was done.")
     return sorted(set(wanted))
+
+
+def names(order: BrokerOrder, trades: list[trades_repo.TradeRecord]) -> bool:
+    """The order's id names one of these trades (else, if ours, it closes shares no trade of ours holds)."""
+    parsed = parse_client_order_id(order.client_order_id)
+    return parsed is not None and any(t.id == parsed[0] for t in trades)
 
 
 def is_our_close(order: BrokerOrder) -> bool:
@@ -240,10 +258,10 @@ def close_outside(
             existing = broker.order_by_client_order_id(cid)
         except BrokerError as exc:
             return None, f"could not look up {cid} before sending: {exc}"
-        if existing is not None and is_dead(existing):
-            continue  # an earlier attempt ended unfilled: the next attempt number
+        if existing is not None and (is_dead(existing) or existing.is_filled):
+            continue  # ended unfilled, or filled and the same position bought again since: the next attempt
         if existing is not None:
-            return existing, ALREADY  # sent by an earlier flatten and still working (or filled): not sent again
+            return existing, ALREADY  # sent by an earlier flatten and still working: not sent again
         request = OrderRequest(symbol=position.symbol, side=side, qty=qty, client_order_id=cid)
         try:
             order = broker.submit_order(request, confirm_fill=False)

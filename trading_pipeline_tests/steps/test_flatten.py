@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from trading_pipeline.domain.ids import client_order_id
+from trading_pipeline.domain.ids import client_order_id, outside_close_client_order_id
 from trading_pipeline.domain.names import FLATTEN_JOB
 from trading_pipeline.domain.strategy import price_level
 from trading_pipeline.domain.types import ExitReason, OrderAction, PositionSide, TradeStatus
@@ -181,6 +181,30 @@ def test_a_trade_a_stop_loss_run_is_closing_is_not_sold_again(db: Database, sim)
     assert not [o for o in broker_orders(sim) if o.symbol == busy.symbol and o.type == "market" and o.side == "sell"]
     assert sim.market.book.positions[busy.symbol].qty == busy.qty  # left to the run that owns the close
     assert set(sim.market.book.positions) == {busy.symbol}
+
+
+def test_a_working_close_of_outside_shares_is_not_doubled_when_the_position_changed(db: Database, sim) -> None:
+    """A close an earlier flatten sent for outside shares, still working when the position's quantity changed
+    (partly filled): its id no longer matches the position's, and it still covers the rest."""
+    _, outside = book(db, sim)
+    sim.market.advance_to(AFTER_THE_CLOSE)
+    position = sim.market.book.positions[outside]
+    earlier = outside_close_client_order_id(outside, "long", Decimal(12), position.avg_entry_price)
+    sim.market.cancel_order(next(o.id for o in broker_orders(sim) if o.client_order_id == OUTSIDE_LIMIT))
+    sim.market.submit_order(
+        {
+            "symbol": outside,
+            "qty": "7",
+            "side": "sell",
+            "type": "market",
+            "time_in_force": "day",
+            "client_order_id": earlier,
+        }
+    )
+    before = sim_order_count(sim)
+    result = flatten_book(db, make_broker(sim), reason="again", actor="ops", symbols=[outside])
+    assert result.ok and [(line.outcome, line.whose) for line in result.lines] == [(ALREADY, "outside")]
+    assert sim_order_count(sim) == before
 
 
 def test_symbol_flattens_only_that_one(db: Database, sim) -> None:
