@@ -207,6 +207,28 @@ def test_a_working_close_of_outside_shares_is_not_doubled_when_the_position_chan
     assert sim_order_count(sim) == before
 
 
+def test_an_outside_close_that_ended_unfilled_is_retried_with_the_next_attempt(db: Database, sim) -> None:
+    _, outside = book(db, sim)
+    sim.market.advance_to(AFTER_THE_CLOSE)
+    position = sim.market.book.positions[outside]
+    first = outside_close_client_order_id(outside, "long", position.qty, position.avg_entry_price, 0)
+    sim.market.cancel_order(next(o.id for o in broker_orders(sim) if o.client_order_id == OUTSIDE_LIMIT))
+    earlier = sim.market.submit_order(
+        {
+            "symbol": outside,
+            "qty": "7",
+            "side": "sell",
+            "type": "market",
+            "time_in_force": "day",
+            "client_order_id": first,
+        }
+    )
+    sim.market.cancel_order(earlier.id)  # someone cancelled it in the broker's app: the id is taken, the order dead
+    result = flatten_book(db, make_broker(sim), reason="again", actor="ops", symbols=[outside])
+    assert result.ok and [line.outcome for line in result.lines] == [QUEUED]
+    assert result.lines[0].client_order_id == first[: -len("-0")] + "-1"
+
+
 def test_symbol_flattens_only_that_one(db: Database, sim) -> None:
     trades, outside = book(db, sim)
     result = flatten_book(db, make_broker(sim), reason="news on it", actor="ops", symbols=[trades[0].symbol.lower()])
