@@ -99,6 +99,9 @@ def trade_line(
         detail = f"closed {shares(current.qty)}{price}, reason {current.close_reason}"
         return FlattenLine(trade.symbol, held_before, "pipeline", CLOSED, detail, cid)
     if failure is not None:
+        if current.protected and current.status is TradeStatus.OPEN:
+            # Its legs were cancelled to free the shares: the next stop-loss run's protection step re-arms them.
+            failure += " — its bracket legs were cancelled: the next stop-loss run re-arms them"
         return FlattenLine(trade.symbol, held_before, "pipeline", REFUSED, failure, cid)
     recorded = orders_repo.get_order(db, cid) if current.status is TradeStatus.CLOSING and cid else None
     if recorded is None:  # the claim was lost: an overlapping stop-loss run owns this close

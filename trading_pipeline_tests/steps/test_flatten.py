@@ -297,4 +297,5 @@ def test_the_job_fails_when_the_broker_refuses(database_url: str, db: Database, 
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert trades[0].symbol in failure.event_specific_data.error.message
+    assert "the next stop-loss run re-arms them" in failure.event_specific_data.error.message
     assert trades_repo.get_trade(db, trades[1].id).status is TradeStatus.CLOSED  # the rest still closed
