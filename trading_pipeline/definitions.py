@@ -26,7 +26,14 @@ from trading_pipeline.assets.positions import positions
 from trading_pipeline.assets.preflight import build_preflight_asset
 from trading_pipeline.assets.quotes import quotes
 from trading_pipeline.assets.universe import universe
-from trading_pipeline.automation.jobs import health_job, performance_job, preflight_job, stop_loss_job, trading_day_job
+from trading_pipeline.automation.jobs import (
+    flatten_job,
+    health_job,
+    performance_job,
+    preflight_job,
+    stop_loss_job,
+    trading_day_job,
+)
 from trading_pipeline.automation.registry import AUTOMATION, SCHEDULES, SENSORS
 from trading_pipeline.domain.strategy import StrategyProblem
 from trading_pipeline.resources.alerts import AlertsResource
@@ -102,7 +109,7 @@ ASSETS = [
     build_health_asset(AUTOMATION),
     performance,
 ]
-JOBS = [stop_loss_job, trading_day_job, preflight_job, health_job, performance_job]
+JOBS = [stop_loss_job, trading_day_job, preflight_job, health_job, performance_job, flatten_job]
 
 
 def build_definitions(resources: dict[str, dg.ConfigurableResource]) -> dg.Definitions:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from trading_pipeline.automation.flatten import flatten
 from trading_pipeline.domain.names import (
     CONCURRENCY_TAG,
+    FLATTEN_JOB,
     HEALTH_JOB,
     PERFORMANCE_JOB,
     PREFLIGHT_JOB,
@@ -54,4 +56,13 @@ performance_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     description="After the close: the day's P&L, win rate, activity and return vs SPY, with the equity chart.",
     tags={"dagster/max_runtime": 900},
+)
+
+
+# Close everything now: a person's command (config `reason` is required), never scheduled. Safe beside a running
+# stop-loss run: both close through the same conditional claim, so one position is never sold twice.
+flatten_job = dg.GraphDefinition(name=FLATTEN_JOB, node_defs=[flatten]).to_job(
+    executor_def=dg.in_process_executor,
+    description="Close everything now: halt entries, cancel open orders, close every position; needs a reason.",
+    tags={"dagster/max_runtime": 600},
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from decimal import Decimal
 
 from trading_pipeline.domain.types import OrderAction
 
@@ -37,3 +38,17 @@ def parse_client_order_id(value: str) -> tuple[uuid.UUID, OrderAction, int] | No
     except ValueError:
         return None
     return uuid.UUID(hex=match.group(1)), action, int(match.group(3))
+
+
+# Names the positions the pipeline did not open, so their closes get ids of the same shape as every other.
+OUTSIDE_POSITIONS = uuid.UUID("5b0c2f7e-4d1a-4c39-9e55-0f1a7d3c2b64")
+
+
+def outside_close_client_order_id(
+    symbol: str, side: str, qty: Decimal, avg_entry_price: Decimal, attempt: int = 0
+) -> str:
+    """The close of a position no trade of ours names (bought outside the pipeline): derived from the position
+    as the broker shows it, so a second flatten of the same position finds its order instead of sending another,
+    and a position that changed (re-bought, partly sold) gets a new id."""
+    key = f"{symbol}|{side}|{format(qty.normalize(), 'f')}|{format(avg_entry_price.normalize(), 'f')}"
+    return client_order_id(uuid.uuid5(OUTSIDE_POSITIONS, key), OrderAction.CLOSE, attempt)

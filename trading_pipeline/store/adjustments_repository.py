@@ -27,6 +27,7 @@ PARTIAL_ENTRY = "partial_entry"
 SPLIT_REBASE = "split_rebase"
 RENAME = "symbol_change"
 ADOPTED = "adopted"
+OUTSIDE_FLATTEN = "outside_flatten"
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +291,25 @@ def adopt_position(db: Database, new: NewTrade, *, broker_avg_entry: Decimal, re
         after = {"qty": row.qty, "stop_loss": row.stop_loss, "take_profit": row.take_profit}
         _audit(session, row, ADOPTED, {"broker_avg_entry_price": broker_avg_entry}, after, reason, run_id)
         return True
+
+
+def record_outside_flatten(
+    db: Database, *, symbol: str, before: dict, after: dict, reason: str, run_id: str | None = None
+) -> None:
+    """A position no trade of ours holds, closed by a person's flatten: there is no trade to change, so the
+    audit row is the record (what the broker held, the order sent for it, who asked and why)."""
+    with db.transaction() as session:
+        session.add(
+            PositionAdjustment(
+                trade_id=None,
+                symbol=symbol,
+                kind=OUTSIDE_FLATTEN,
+                before=before,
+                after=after,
+                reason=reason,
+                dagster_run_id=run_id,
+            )
+        )
 
 
 def adjustments(db: Database, *, symbol: str | None = None) -> list[AdjustmentRecord]:

@@ -96,7 +96,7 @@ def test_ui_shows_the_asset_graph_checks_and_jobs(webserver) -> None:
     assert checks["no_position_beyond_stop"] is True and checks["every_position_judged"] is True
     repository = data["repositoriesOrError"]["nodes"][0]
     jobs = {job["name"] for job in repository["jobs"]}
-    assert {"stop_loss_job", "trading_day_job"} <= jobs
+    assert {"stop_loss_job", "trading_day_job", "flatten_job"} <= jobs
     for schedule in repository["schedules"]:  # automation defaults to RUNNING (Dagster's default is STOPPED)
         assert schedule["scheduleState"]["status"] == "RUNNING", schedule
     for sensor in repository["sensors"]:
