@@ -93,7 +93,7 @@ def protect_positions(db: Database, broker: Broker, *, now: datetime | None = No
     if gone:
         record_broker_closes(db, broker, gone, by_parent, result)
     for trade in (t for t in protected if t.symbol in held):
-        verify_legs(db, broker, trade, working.get(trade.symbol, []), by_parent, result)
+        verify_legs(db, broker, trade, working.get(trade.symbol, []), by_parent, result, position=held[trade.symbol])
     cancel_orphans(db, broker, working, result, now=current)
     return result
 
@@ -220,6 +220,8 @@ def verify_legs(
     working: list[BrokerOrder],
     by_parent: dict[str, BrokerOrder],
     result: ProtectionResult,
+    *,
+    position: BrokerPosition | None = None,
 ) -> None:
     """Protection verified from the open listing, else from the trade's own parent order; replaced only when
     neither shows live legs at the right levels — so it is submitted at most once per change, never in a loop."""
@@ -234,7 +236,7 @@ def verify_legs(
     if legs_match(trade, own):
         result.verified += 1
         return
-    if follow_trailing_stop(db, broker, trade, [*working, *own], result):
+    if follow_trailing_stop(db, broker, trade, [*working, *own], result, position=position):
         return
     # Only the pipeline's own orders are replaced here; anyone else's is cancelled (with an alert) only when a
     # close needs the shares, by the sweep.
@@ -266,6 +268,8 @@ def follow_trailing_stop(
     trade: trades_repo.TradeRecord,
     orders: list[BrokerOrder],
     result: ProtectionResult,
+    *,
+    position: BrokerPosition | None = None,
 ) -> bool:
     """A trailing trade whose legs are right but for a stop left behind the risen trailing level: that one leg
     is replaced in place (`PATCH /v2/orders/{id}`, Alpaca answers a new leg under the same parent), so that
@@ -286,6 +290,12 @@ def follow_trailing_stop(
     behind = old < wanted if trade.side.value == "long" else old > wanted
     if not behind:
         return False  # beyond the level (re-based, hand-edited): replaced whole by the caller
+    price = position.current_price if position is not None else None
+    if price is not None and (price <= wanted if trade.side.value == "long" else price >= wanted):
+        # Already through the trailing level: a stop moved there would fire at once as a market order the sweep
+        # does not know of. The sweep sells it this run itself (its trailing exit), legs cancelled first.
+        result.verified += 1
+        return True
     try:
         moved = broker.replace_stop(stops[0].id, wanted)
     except BrokerError as exc:

@@ -122,7 +122,8 @@ def test_case3_the_sweeps_own_close_cancels_the_held_legs_first(database_url: st
     closed = trades_repo.get_trade(db, trade.id)
     assert closed.status is TradeStatus.CLOSED and closed.close_reason is ExitReason.TRAILING_STOP
     assert held(sim, trade.symbol) == 0
-    assert all(o.status in ("canceled", "filled") for o in broker_orders(sim) if o.symbol == trade.symbol)
+    # A leg replaced on the way (the broker stop followed the trailing level) ends `replaced`, as at Alpaca.
+    assert all(o.status in ("canceled", "filled", "replaced") for o in broker_orders(sim) if o.symbol == trade.symbol)
 
 
 @pytest.mark.parametrize("route", ["GET /v2/positions", "GET /v2/orders", "GET /v2/clock"])
