@@ -108,7 +108,18 @@ SEED = os.environ.get("TP_MODEL_SEED", "derandomized")
 RECORD = os.environ.get("TP_MODEL_RECORD")
 STORED_EXAMPLES = Path(__file__).resolve().parents[1] / ".hypothesis-examples"
 SYMBOLS = 6
-ROUTES = ["GET /v2/positions", "GET /v2/orders", "GET /v2/clock", "POST /v2/orders", "GET /v2/stocks/quotes/latest"]
+ROUTES = [
+    "GET /v2/positions",
+    "GET /v2/orders",
+    "GET /v2/clock",
+    "GET /v2/orders:by_client_order_id",
+    "POST /v2/orders",
+    "GET /v2/stocks/quotes/latest",
+]
+# A sale cannot happen without these: a run with a fault on them does not count toward the 2-run limit. Every other
+# route has a fallback on the close path (positions one by one, the listing looked up again after a 403, leftovers
+# retried next run): the design says their outage fails into a check and an alert, never into a skipped close.
+CRITICAL_ROUTES = frozenset({"POST /v2/orders", "GET /v2/stocks/quotes/latest"})
 FAST = RetryPolicy(max_attempts=3, backoff_base=0.001, backoff_cap=0.005, max_retry_after=0.01)
 MAX_RUNS_TO_SELL = 2
 FAULTS = ["500", "503", "429", "timeout"]
@@ -153,7 +164,9 @@ class StopLossModel(RuleBasedStateMachine):
         self.shorted_outside: dict[str, Decimal] = defaultdict(Decimal)
         self.crossed_for: dict[str, int] = {}  # symbol → fault-free runs since its position was seen beyond stop
         self.refused_in_clean_runs: list[str] = []
-        self.faulty = False
+        self.faulty = False  # a fault, crash or overlap since the last run: its refusals are not judged
+        self.critical_fault = False  # ... one a sale cannot do without: the run is not counted toward the limit
+        self.scripted: set[str] = set()  # routes with faults scripted since none were pending
         self.runs = 0
 
     def teardown(self) -> None:
@@ -285,6 +298,8 @@ class StopLossModel(RuleBasedStateMachine):
         self.sim.faults.configure(timeout_seconds=1.5, retry_after_seconds=0)
         self.sim.faults.fail_next(kind, count=count, route=route)
         self.faulty = True
+        self.critical_fault = self.critical_fault or route in CRITICAL_ROUTES
+        self.scripted.add(route)  # still pending after a run: that run and the next are faulty
 
     @rule(on=st.booleans())
     def partial_fills(self, on: bool) -> None:
@@ -298,10 +313,15 @@ class StopLossModel(RuleBasedStateMachine):
 
     # ---- the pipeline -------------------------------------------------------------------------------
 
-    def stop_loss_run(self, db: Database | None = None) -> Reconciliation | None:
-        """The stop-loss job's work: the positions step (never failing on the broker), then the sweep."""
+    def stop_loss_run(self, db: Database | None = None, *, positions_step: bool = True) -> Reconciliation | None:
+        """The stop-loss job's work: the positions step (never failing on the broker), then the sweep. Without
+        the positions step (it failed before its repair): the sweep alone, sized against the broker by itself."""
         db = db or self.db
         now = self.sim.market.now
+        if not positions_step:
+            with contextlib.suppress(BrokerError):
+                run_stop_loss_sweep(db, self.broker, run_id=f"model-{self.runs}", now=now, max_quote_age=None)
+            return None
         result: Reconciliation | None = Reconciliation()
         resolve_pending_entries(db, self.broker, result, now=now)
         try:
@@ -318,7 +338,11 @@ class StopLossModel(RuleBasedStateMachine):
 
     def after_run(self, reconciliation: Reconciliation | None) -> None:
         self.runs += 1
-        faulty, self.faulty = self.faulty or self.sim.faults.scripted_pending(), False
+        pending = self.sim.faults.scripted_pending()
+        faulty, self.faulty = self.faulty or pending, False
+        critical, self.critical_fault = self.critical_fault or bool(pending and self.scripted & CRITICAL_ROUTES), False
+        if not pending:
+            self.scripted = set()
         refused, self.broker.held_refusals = self.broker.held_refusals, []
         if not faulty:
             self.refused_in_clean_runs.extend(refused)
@@ -335,7 +359,7 @@ class StopLossModel(RuleBasedStateMachine):
             )
             if not beyond:
                 self.crossed_for.pop(symbol, None)
-            elif not faulty:
+            elif not critical:
                 self.crossed_for[symbol] = self.crossed_for.get(symbol, 0) + 1
 
     def check_divergence_reported(self, reconciliation: Reconciliation | None) -> None:
@@ -350,9 +374,9 @@ class StopLossModel(RuleBasedStateMachine):
             if ours != theirs and not reconciliation.repaired.get(symbol):
                 assert not reconciliation.clean, f"{symbol}: DB {ours}, broker {theirs}, reconciliation clean"
 
-    @rule()
-    def run(self) -> None:
-        self.after_run(self.stop_loss_run())
+    @rule(positions_step=st.booleans())
+    def run(self, positions_step: bool) -> None:
+        self.after_run(self.stop_loss_run(positions_step=positions_step))
         self.sim.market.advance(timedelta(minutes=2))
 
     @rule()
@@ -371,7 +395,7 @@ class StopLossModel(RuleBasedStateMachine):
             thread.join(timeout=60)
         for db in engines:
             db.dispose()
-        self.faulty = True  # two runs racing: judged by the invariants, not counted toward the 2-run limit
+        self.faulty = self.critical_fault = True  # two runs racing: judged by the invariants, not counted
         self.after_run(outcomes[-1] if outcomes else None)
         self.sim.market.advance(timedelta(minutes=2))
 
@@ -390,7 +414,7 @@ class StopLossModel(RuleBasedStateMachine):
         finally:
             claims_repo.record_close = real  # type: ignore[assignment]
         self.broker.held_refusals = []  # a killed run is not judged on its refusals
-        self.faulty = True  # the crashed run does not count toward the 2-run limit
+        self.faulty = self.critical_fault = True  # the crashed run does not count toward the 2-run limit
         self.sim.market.advance(timedelta(minutes=2))
 
     # ---- the invariants -----------------------------------------------------------------------------
