@@ -4,12 +4,13 @@ A "run" is what the stop-loss job does — the positions step (pending entries, 
 repair) then the sweep — through the real alpaca-py adapter against the sim broker over HTTP.
 
 The world's rules. Each one only does what Alpaca lets a client or a person in the dashboard do; a case Alpaca
-would refuse is either made legal the way a person would (cancel first) or not drawn:
+would refuse is either made legal the way a person would (cancel first) or not drawn. Rules that act on a
+position pick it among the symbols where it exists (`index` modulo their number), so few steps are wasted:
 - `open_position(index, qty)`: a filled market buy and its open trade in the DB (3% stop). Not drawn while the
   market is closed (the buy would wait for the open and fill unseen), nor while an open sell order exists for the
   symbol (Alpaca rejects it as a potential wash trade; the sim does not model that check). A partial fill keeps
   what filled and cancels the rest.
-- `move_price(index, pct)`: a gap of -25 … +12 % (through stops, and back).
+- `move_price(index, pct)`: a gap of -25 … +12 % (through stops, and back) in a held symbol.
 - `drift(index, keep)`: shares leave behind the pipeline's back — keep 0: a person presses "close position"
   (a market sell); keep ½, ⅘: a transfer out. Alpaca refuses both for shares held by open orders (403), so first,
   as a person would, the orders holding them (an outside order, the pipeline's legs or its working close) are
@@ -17,14 +18,19 @@ would refuse is either made legal the way a person would (cancel first) or not d
 - `outside_order(index, part)`: a GTC sell limit far above the market placed in the web app for all (or half) of
   the shares not already held for orders — drawn only when some are free, so Alpaca would accept it. It holds
   the shares a close needs.
-- `outside_short(index, qty)`: another script sells short a symbol the account holds none of (after a drift to
-  0 the pipeline's trade may still be open): the broker's position is then short. Drawn only with no position
-  and no open order in the symbol (Alpaca does not flip a long in one order).
+- `outside_short(index, qty)`: another script sells short a symbol the account holds none of while the
+  pipeline's trade in it is still open (after a drift to 0): the broker's position is then short. Drawn only with
+  no position and no open order in the symbol (Alpaca does not flip a long in one order).
 - `fault(route, kind, count)`: 500/503/429/timeout on the next `count` calls of one endpoint.
 - `partial_fills(on)`: market orders fill half now, the rest at a later matching pass.
 - `slow_cancels(reads)`: a cancel shows `pending_cancel` (still holding the shares) for the next 0/2/4 reads.
-- `run()`, `overlapping_runs()` (two runs at once, each with its own engine), `crash_between_claim_and_record()`
-  (the broker filled, the record never committed); each then moves the clock 2 minutes.
+- `run(positions_step)`: one stop-loss run; without the positions step (it failed before its repair, e.g. on
+  the DB) the sweep runs alone, as the design requires — closes never depend on reconciliation.
+- `overlapping_runs()` (two runs at once, each with its own engine), `crash_between_claim_and_record()` (the
+  broker filled, the record never committed). Every run moves the clock 2 minutes.
+A run is *fault-free* for the 2-run limit unless a crash, an overlap, or a fault on a route a sale cannot do
+without (`CRITICAL_ROUTES`: submitting orders, quotes) touched it; faults on the positions or orders listings,
+the clock or the client-order-id lookup have fallbacks on the close path and do not excuse a missed stop.
 
 The invariants, checked after every step:
 - `never_deepened_a_short`: the pipeline never sold what the broker did not hold — no position is more short
@@ -233,16 +239,31 @@ class StopLossModel(RuleBasedStateMachine):
                 self.sim.market.cancel_order(order.id)
             self.wait_for_cancel(order)
 
+    def held_long(self) -> list[str]:
+        """Symbols the broker holds long: what the world's actions on positions pick from (`index` modulo their
+        number), so that a drawn step acts on a position instead of missing it."""
+        positions = self.sim.market.book.positions
+        return [s for s in self.symbols if s in positions and positions[s].qty > 0]
+
+    def orphaned(self) -> list[str]:
+        """Symbols with an open trade in the DB and no position at the broker (after a drift to 0)."""
+        ours = {t.symbol for t in trades_repo.open_trades(self.db)}
+        return [s for s in self.symbols if s in ours and s not in self.sim.market.book.positions]
+
     @rule(index=st.integers(0, SYMBOLS - 1), pct=st.sampled_from([-25, -12, -5, -2, 2, 5, 12]))
     def move_price(self, index: int, pct: int) -> None:
-        self.sim.market.gap(self.symbols[index], pct)
+        """A gap in a held symbol (any symbol while none is held)."""
+        candidates = self.held_long() or self.symbols
+        self.sim.market.gap(candidates[index % len(candidates)], pct)
 
+    @precondition(lambda self: bool(self.held_long()))
     @rule(index=st.integers(0, SYMBOLS - 1), keep=st.sampled_from([Decimal("0.5"), Decimal("0.8"), Decimal(0)]))
     def drift(self, index: int, keep: Decimal) -> None:
         """Shares gone at the broker behind the pipeline's back: sold by hand (keep 0) or transferred out."""
-        symbol = self.symbols[index]
-        position = self.sim.market.book.positions.get(symbol)
-        if position is None or position.qty <= 1:
+        held = self.held_long()
+        symbol = held[index % len(held)]
+        position = self.sim.market.book.positions[symbol]
+        if position.qty <= 1:
             return
         left = (position.qty * keep).to_integral_value()
         self.free_shares(symbol, position.qty - left)
@@ -253,13 +274,12 @@ class StopLossModel(RuleBasedStateMachine):
         else:
             self.sim.market.drift_position(symbol, left)
 
+    @precondition(lambda self: bool(self.held_long()))
     @rule(index=st.integers(0, SYMBOLS - 1), part=st.sampled_from([Decimal(1), Decimal("0.5")]))
     def outside_order(self, index: int, part: Decimal) -> None:
         """A GTC sell limit far above the market placed in the web app: it holds the shares a close needs."""
-        symbol = self.symbols[index]
-        position = self.sim.market.book.positions.get(symbol)
-        if position is None or position.qty <= 0:
-            return
+        held = self.held_long()
+        symbol = held[index % len(held)]
         qty = (self.sim.market.book.qty_available(symbol) * part).to_integral_value()
         if qty <= 0:
             return  # not drawn: Alpaca refuses a sell of shares already held for orders (403)
@@ -275,14 +295,14 @@ class StopLossModel(RuleBasedStateMachine):
             }
         )
 
+    @precondition(lambda self: bool(self.orphaned()))
     @rule(index=st.integers(0, SYMBOLS - 1), qty=st.integers(1, 20))
     def outside_short(self, index: int, qty: int) -> None:
-        """Another script sells short a symbol the account holds none of (the pipeline's trade may be open)."""
-        symbol = self.symbols[index]
-        if (
-            not self.sim.market.session_open
-            or symbol in self.sim.market.book.positions
-            or any(o.symbol == symbol and o.is_open for o in self.sim.market.book.orders.values())
+        """Another script sells short a symbol the account holds none of while the pipeline's trade is open."""
+        orphaned = self.orphaned()
+        symbol = orphaned[index % len(orphaned)]
+        if not self.sim.market.session_open or any(
+            o.symbol == symbol and o.is_open for o in self.sim.market.book.orders.values()
         ):
             return  # not drawn: Alpaca does not flip a position in one order, nor short against open orders
         order = self.sim.market.submit_order(
@@ -366,7 +386,9 @@ class StopLossModel(RuleBasedStateMachine):
         """The `every_divergence_reported` invariant, judged on the run's own reconciliation."""
         if reconciliation is None:
             return  # the positions could not be read: reported as unavailable by the step itself
-        closing = {t.symbol for t in trades_repo.closing_trades(self.db)}
+        # A symbol with a close in flight is the leftover resolution's, not the reconciliation's: skipped by it when
+        # it ran (even if the sweep after it settled the close), or still closing now.
+        closing = set(reconciliation.closing_symbols) | {t.symbol for t in trades_repo.closing_trades(self.db)}
         for symbol in set(self.symbols) - closing:
             ours = sum((t.qty for t in trades_repo.open_trades(self.db) if t.symbol == symbol), Decimal(0))
             position = self.sim.market.book.positions.get(symbol)
