@@ -21,7 +21,8 @@ position pick it among the symbols where it exists (`index` modulo their number)
 - `outside_short(index, qty)`: another script sells short a symbol the account holds none of while the
   pipeline's trade in it is still open (after a drift to 0): the broker's position is then short. Drawn only with
   no position and no open order in the symbol (Alpaca does not flip a long in one order).
-- `fault(route, kind, count)`: 500/503/429/timeout on the next `count` calls of one endpoint.
+- `fault(route, kind, count)`: 500/503/429/timeout on the next `count` calls of one endpoint during the next
+  run (what that run does not meet is dropped after it, so a fault never lingers unseen into later runs).
 - `partial_fills(on)`: market orders fill half now, the rest at a later matching pass.
 - `slow_cancels(reads)`: a cancel shows `pending_cancel` (still holding the shares) for the next 0/2/4 reads.
 - `run(positions_step)`: one stop-loss run; without the positions step (it failed before its repair, e.g. on
@@ -29,8 +30,9 @@ position pick it among the symbols where it exists (`index` modulo their number)
 - `overlapping_runs()` (two runs at once, each with its own engine), `crash_between_claim_and_record()` (the
   broker filled, the record never committed). Every run moves the clock 2 minutes.
 A run is *fault-free* for the 2-run limit unless a crash, an overlap, or a fault on a route a sale cannot do
-without (`CRITICAL_ROUTES`: submitting orders, quotes) touched it; faults on the positions or orders listings,
-the clock or the client-order-id lookup have fallbacks on the close path and do not excuse a missed stop.
+without (`CRITICAL_ROUTES`: submitting orders, quotes, cancelling and confirming the cancel of what holds the
+shares) touched it; faults on the positions or orders listings, a single position or the client-order-id lookup
+have fallbacks on the close path and do not excuse a missed stop.
 
 The invariants, checked after every step:
 - `never_deepened_a_short`: the pipeline never sold what the broker did not hold — no position is more short
@@ -82,7 +84,7 @@ import tempfile
 import threading
 from collections import defaultdict
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -117,18 +119,23 @@ SEED = os.environ.get("TP_MODEL_SEED", "derandomized")
 RECORD = os.environ.get("TP_MODEL_RECORD")
 STORED_EXAMPLES = Path(__file__).resolve().parents[1] / ".hypothesis-examples"
 SYMBOLS = 6
+# Routes a run calls (the clock is not: the model's runs take the time from the sim).
 ROUTES = [
     "GET /v2/positions",
+    "GET /v2/positions/{symbol}",
     "GET /v2/orders",
-    "GET /v2/clock",
     "GET /v2/orders:by_client_order_id",
+    "GET /v2/orders/{order_id}",
+    "DELETE /v2/orders/{order_id}",
     "POST /v2/orders",
     "GET /v2/stocks/quotes/latest",
 ]
 # A sale cannot happen without these: a run with a fault on them does not count toward the 2-run limit. Every other
 # route has a fallback on the close path (positions one by one, the listing looked up again after a 403, leftovers
 # retried next run): the design says their outage fails into a check and an alert, never into a skipped close.
-CRITICAL_ROUTES = frozenset({"POST /v2/orders", "GET /v2/stocks/quotes/latest"})
+CRITICAL_ROUTES = frozenset(
+    {"POST /v2/orders", "GET /v2/stocks/quotes/latest", "GET /v2/orders/{order_id}", "DELETE /v2/orders/{order_id}"}
+)
 FAST = RetryPolicy(max_attempts=3, backoff_base=0.001, backoff_cap=0.005, max_retry_after=0.01)
 MAX_RUNS_TO_SELL = 2
 FAULTS = ["500", "503", "429", "timeout"]
@@ -180,7 +187,6 @@ class StopLossModel(RuleBasedStateMachine):
         self.silent: list[str] = []  # crossed stops a completed sweep neither sold nor named
         self.faulty = False  # a fault, crash or overlap since the last run: its refusals are not judged
         self.critical_fault = False  # ... one a sale cannot do without: the run is not counted toward the limit
-        self.scripted: set[str] = set()  # routes with faults scripted since none were pending
         self.runs = 0
 
     def teardown(self) -> None:
@@ -288,7 +294,8 @@ class StopLossModel(RuleBasedStateMachine):
         """A GTC sell limit far above the market placed in the web app: it holds the shares a close needs."""
         held = self.held_long()
         symbol = held[index % len(held)]
-        qty = (self.sim.market.book.qty_available(symbol) * part).to_integral_value()
+        # Whole shares, rounded down: a partial fill can leave a fractional position, and more than is free is a 403.
+        qty = (self.sim.market.book.qty_available(symbol) * part).to_integral_value(rounding=ROUND_DOWN)
         if qty <= 0:
             return  # not drawn: Alpaca refuses a sell of shares already held for orders (403)
         limit = (self.sim.market.last_price(symbol) * 3).quantize(Decimal("0.01"))
@@ -327,7 +334,6 @@ class StopLossModel(RuleBasedStateMachine):
         self.sim.faults.fail_next(kind, count=count, route=route)
         self.faulty = True
         self.critical_fault = self.critical_fault or route in CRITICAL_ROUTES
-        self.scripted.add(route)  # still pending after a run: that run and the next are faulty
 
     @rule(on=st.booleans())
     def partial_fills(self, on: bool) -> None:
@@ -402,11 +408,9 @@ class StopLossModel(RuleBasedStateMachine):
 
     def after_run(self, reconciliation: Reconciliation | None) -> None:
         self.runs += 1
-        pending = self.sim.faults.scripted_pending()
-        faulty, self.faulty = self.faulty or pending, False
-        critical, self.critical_fault = self.critical_fault or bool(pending and self.scripted & CRITICAL_ROUTES), False
-        if not pending:
-            self.scripted = set()
+        self.sim.faults.clear()  # a burst lasts one run: what it did not meet is dropped, not left for later
+        faulty, self.faulty = self.faulty, False
+        critical, self.critical_fault = self.critical_fault, False
         refused, self.broker.held_refusals = self.broker.held_refusals, []
         if not faulty:
             self.refused_in_clean_runs.extend(refused)
@@ -480,6 +484,7 @@ class StopLossModel(RuleBasedStateMachine):
         finally:
             claims_repo.record_close = real  # type: ignore[assignment]
         self.broker.held_refusals = []  # a killed run is not judged on its refusals
+        self.sim.faults.clear()
         self.faulty = self.critical_fault = True  # the crashed run does not count toward the 2-run limit
         self.sim.market.advance(timedelta(minutes=2))
 
