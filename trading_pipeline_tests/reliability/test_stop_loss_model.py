@@ -80,8 +80,18 @@ How it is run (profiles defined in this module, applied to this test only):
   failing example there (the stored folder stays read-only); once the bug is fixed, `cp -rn
   /tmp/model-examples/. trading_pipeline_tests/.hypothesis-examples/` and commit it: CI replays it from then on.
   The stored examples are filed under a digest of the machine's source, so editing `StopLossModel` orphans them
-  (they are then silently not replayed): re-record after such an edit. The sequences found for the protection
-  bugs this model is meant to catch are also kept as plain tests below (`test_regression_*`), which survive edits.
+  (they are then silently not replayed): re-record after such an edit. None is stored yet: see below.
+
+What catches the protection bugs (each planted once in the source and seen to fail): the plain tests at the end
+(`test_regression_*`) replay short sequences of the machine's own rules with every invariant after every step,
+and survive edits of the machine. They are written by hand: at CI size the derandomized draw does not reach
+these bugs, and fresh seeds did not either in 60 examples × 25 steps (oversell, short), 150 × 25 and 300 × 8
+(pending cancel, silent skip) — each needs 3–4 rules on one symbol in order, rare among 13 rules. Planted:
+- close sent for the trade's quantity before reducing it to the broker's → `closes_wait_for_confirmed_cancels`
+  (refused twice for held quantity), then `stops_sold_within_two_fault_free_runs`;
+- `BrokerBook.held` without its sign → `never_deepened_a_short`, `no_order_took_effect_twice`;
+- `free_quantity` taking `pending_cancel` for cancelled → `closes_wait_for_confirmed_cancels`;
+- the sweep skipping symbols with any failure (here the open-orders listing down) → `no_crossed_stop_left_silently`.
 """
 
 from __future__ import annotations
@@ -567,8 +577,8 @@ test_stop_loss_model = StopLossModel.TestCase
 
 
 # ---- the sequences that catch the protection bugs, kept as plain tests -----------------------------------------
-# Each is a shrunk sequence of the machine's own rules, replayed with every invariant checked after every step
-# (as hypothesis does). Unlike the stored examples they survive edits of the machine. The bug each one caught when
+# Each is a short sequence of the machine's own rules, replayed with every invariant checked after every step (as
+# hypothesis does). Unlike the stored examples they survive edits of the machine. The bug each one caught when
 # planted is named; on healthy code each passes.
 
 INVARIANTS = [
