@@ -1,8 +1,11 @@
-"""PostgreSQL connections terminated (`pg_terminate_backend`) during a stop-loss run.
+"""Database connections that die during a stop-loss run, on both backends.
 
-Between transactions the pool's pre-ping replaces a dead connection and the run goes on; inside a transaction
-the run fails loudly, the transaction rolls back, and the next run finishes the close from where the protocol
-left it. Never a half-written trade.
+On PostgreSQL the server terminates them (`pg_terminate_backend`); on SQLite the driver's connection is closed
+under the pool (what a crashed file handle looks like to SQLAlchemy: "Cannot operate on a closed database", a
+disconnect it recognises). Neither behaviour below is about PostgreSQL, so a contributor without one runs the
+SQLite half: between transactions the pool's pre-ping replaces a dead connection and the run goes on; inside a
+transaction the run fails loudly, the transaction rolls back, the other symbols still close, and the next run
+finishes the close from where the protocol left it. Never a half-written trade.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from trading_pipeline.steps.closes import run_stop_loss_sweep
 from trading_pipeline.store import orders_repository as orders_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
-from trading_pipeline_tests.conftest import _truncate_all
 from trading_pipeline_tests.pipeline_fixtures import pipeline_definitions, run_job, seed_positions
 from trading_pipeline_tests.reliability.invariants import nothing_lost_or_doubled
 from trading_pipeline_tests.sim_fixtures import make_broker, running_sim, tradable_symbols
 
-pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
+pytestmark = pytest.mark.reliability  # each test runs on SQLite and, marked `postgres`, on PostgreSQL
+
+# What the run's error says when its connection died: the server's message, or the driver's.
+DIED = {"postgresql": "terminating connection", "sqlite": "closed database"}
 
 # Where a connection dies, recognised by the statement the run is about to send.
 KILL_POINTS = {
@@ -48,13 +53,41 @@ def sim() -> Iterator[SimBroker]:
 
 
 @pytest.fixture
-def url(postgres_server_url: str) -> str:
-    _truncate_all(postgres_server_url)
-    return postgres_server_url
+def url(database_url: str) -> str:
+    """A migrated, empty trading DB on each backend (conftest's `database_url`)."""
+    return database_url
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
 
 
 def libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def kill_connection(url: str, dbapi_connection: Any) -> None:
+    """The connection dies under the pool: terminated by the server, or closed under SQLAlchemy on SQLite."""
+    if is_sqlite(url):
+        dbapi_connection.close()
+    else:
+        terminate(url, dbapi_connection.info.backend_pid)
+
+
+class IdleConnections:
+    """The DBAPI connections resting in an engine's pool (checked in, not out), tracked by pool events."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.idle: dict[int, Any] = {}
+        event.listen(engine, "checkin", lambda dbapi, record: self.idle.__setitem__(id(dbapi), dbapi))
+        event.listen(engine, "checkout", lambda dbapi, record, proxy: self.idle.pop(id(dbapi), None))
+
+    def kill_all(self) -> int:
+        killed = list(self.idle.values())
+        self.idle.clear()
+        for dbapi in killed:
+            dbapi.close()
+        return len(killed)
 
 
 def terminate(url: str, pid: int | None = None) -> int:
@@ -82,7 +115,7 @@ class KillOnce:
         if self.fired or not self.pattern.match(statement):
             return
         self.fired = True
-        terminate(self.url, conn.connection.dbapi_connection.info.backend_pid)
+        kill_connection(self.url, conn.connection.dbapi_connection)
 
 
 def half_written(db: Database) -> list[str]:
@@ -99,11 +132,13 @@ def half_written(db: Database) -> list[str]:
 
 
 class KillingBroker:
-    """The real broker; before its first order it terminates every connection of the test database."""
+    """The real broker; before its first order it kills every idle connection of the test database (on
+    PostgreSQL every other backend of it, on SQLite every connection resting in the run's pool)."""
 
-    def __init__(self, inner: Any, url: str) -> None:
+    def __init__(self, inner: Any, url: str, idle: IdleConnections) -> None:
         self._inner = inner
         self._url = url
+        self._idle = idle
         self.terminated = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -111,7 +146,7 @@ class KillingBroker:
 
     def submit_order(self, request: Any, **options: Any) -> Any:
         if not self.terminated:
-            self.terminated = terminate(self._url)
+            self.terminated = self._idle.kill_all() if is_sqlite(self._url) else terminate(self._url)
         return self._inner.submit_order(request, **options)
 
 
@@ -120,7 +155,7 @@ def test_connections_terminated_between_transactions_are_replaced(url: str, sim:
         trades = seed_positions(db, sim, tradable_symbols(sim.market, 4), qty=3)
         for trade in trades:
             sim.market.gap(trade.symbol, -12)
-        broker = KillingBroker(make_broker(sim), url)
+        broker = KillingBroker(make_broker(sim), url, IdleConnections(db.engine))
         # One close at a time: the test kills the pool's *idle* connections between transactions, and a
         # concurrent close would have them in use (a connection killed inside a transaction is the next test).
         result = run_stop_loss_sweep(db, broker, run_id="survivor", now=sim.market.now, close_concurrency=1)
@@ -180,7 +215,8 @@ def test_a_stop_loss_job_whose_connection_dies_fails_loudly_and_the_next_one_suc
         event.remove(sa.engine.Engine, "before_cursor_execute", kill)
     assert kill.fired and not doomed.success
     failure = next(e for e in doomed.all_events if e.is_step_failure)
-    assert failure.step_key == "closes" and "terminating connection" in str(failure.step_failure_data.error)
+    died = DIED[make_url(url).get_backend_name()]
+    assert failure.step_key == "closes" and died in str(failure.step_failure_data.error)
 
     sim.market.advance(timedelta(minutes=2))
     assert run_job(defs, STOP_LOSS_JOB, instance=instance).success
