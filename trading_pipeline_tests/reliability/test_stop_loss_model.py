@@ -43,7 +43,8 @@ The invariants, checked after every step:
   within 2 fault-free runs of the cross (runs with faults, crashes or overlap do not count);
 - `no_crossed_stop_left_silently`: in every run whose sweep completed (not raced by another run, not killed), a
   symbol with an open trade at or below its stop when the sweep started got a close sent at the broker, or is
-  named with its reason in the sweep's result (failures, unsized, split suspects, unusable or missing quotes) —
+  named with its reason in the sweep's result (failures, split suspects, waiting for the open, refused, unusable
+  or missing quotes) —
   faults or not: failures never go silent;
 - `closes_wait_for_confirmed_cancels`: in a fault-free run no close is refused for held quantity (403): the
   pipeline sizes a close to the broker's book and sends it only after every cancel of what holds the shares is
@@ -114,11 +115,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from trading_pipeline.broker.base import BrokerError, OrderRejected, OrderRequest
 from trading_pipeline.broker.retry import RetryPolicy
 from trading_pipeline.domain.ids import parse_client_order_id
+from trading_pipeline.domain.refusals import QUANTITY_WORDS as HELD_QTY_REFUSALS
 from trading_pipeline.domain.strategy import price_level
 from trading_pipeline.domain.types import OrderAction, PositionSide, TradeStatus
 from trading_pipeline.sim.account import SimOrder
 from trading_pipeline.sim.server import SimBroker
-from trading_pipeline.steps.close_orders import HELD_QTY_REFUSALS
 from trading_pipeline.steps.closes import run_stop_loss_sweep
 from trading_pipeline.steps.protection import protect_positions
 from trading_pipeline.steps.reconcile import Reconciliation, reconcile_positions, resolve_pending_entries
@@ -406,8 +407,9 @@ class StopLossModel(RuleBasedStateMachine):
         }
         named = {
             *swept.failures,
-            *swept.unsized,
             *swept.split_suspects,
+            *swept.waiting_for_open,
+            *swept.refused,
             *swept.unusable_quotes,
             *swept.missing_quotes,
         }
