@@ -93,7 +93,7 @@ def trade_line(
 ) -> FlattenLine:
     current = trades_repo.get_trade(db, trade.id) or trade
     cid = current.close_client_order_id or ""
-    failure = sweep.failures.get(trade.symbol) or sweep.unsized.get(trade.symbol)
+    failure = sweep.failures.get(trade.symbol) or sweep.refused.get(trade.symbol)
     if current.status is TradeStatus.CLOSED:
         price = f" @ {current.close_price}" if current.close_price is not None else ""
         detail = f"closed {shares(current.qty)}{price}, reason {current.close_reason}"

@@ -57,16 +57,17 @@ def handle_outside_positions(
     extra = [held[s] for s in sorted(reconciliation.extra_at_broker) if s in held]
     if not extra:
         return result
-    doubt = None
-    if reconciliation.mass_disappearance:
-        doubt = "not adopted: most of our book is missing from this listing (another account?)"
-    elif reconciliation.unconfirmed:
-        doubt = (
-            f"not adopted yet: {len(reconciliation.unconfirmed)} of our trades are unconfirmed this run — this may "
-            "be their shares under a new symbol"
-        )
+    unconfirmed = {qty: symbol for symbol, qty in reconciliation.unconfirmed_qty.items()}
     for position in extra:
         described = f"{position.side.value} {shares(position.qty)} {position.symbol} at {position.avg_entry_price}"
+        doubt = None
+        if reconciliation.mass_disappearance:
+            doubt = "not adopted: most of our book is missing from this listing (another account?)"
+        elif position.qty in unconfirmed:
+            doubt = (
+                f"not adopted yet: our {unconfirmed[position.qty]} trade of the same quantity is unconfirmed — these "
+                "may be its shares under a new symbol"
+            )
         if policy != ADOPT or doubt:
             why = doubt or "policy alert-only: never sold by the pipeline"
             result.unprotected[position.symbol] = f"{described}, not opened by the pipeline: UNPROTECTED ({why})"

@@ -31,6 +31,7 @@ from decimal import Decimal
 
 from trading_pipeline.broker.base import Broker, BrokerError, BrokerPosition
 from trading_pipeline.domain.drift import is_mass_disappearance, same_holding, split_like_ratio
+from trading_pipeline.domain.ids import parse_client_order_id
 from trading_pipeline.domain.types import TradeStatus, closing_side, signed_qty
 from trading_pipeline.steps.holding_orders import free_quantity
 from trading_pipeline.steps.orders import is_dead, order_fields
@@ -61,6 +62,7 @@ class Reconciliation:
     unavailable: str | None = None  # the broker's positions could not be read: nothing was compared
     # Missing at the broker with no evidence of how they left: still open, looked up again every run.
     unconfirmed: dict[str, str] = field(default_factory=dict)
+    unconfirmed_qty: dict[str, Decimal] = field(default_factory=dict)  # symbol → the shares the DB still holds
     relinked: dict[str, str] = field(default_factory=dict)  # OLD → NEW: our shares found under a new symbol
     mass_disappearance: str | None = None  # most of the book gone in one read: one incident, no write-off
 
@@ -160,7 +162,7 @@ def reconcile_positions(
     positions = broker.positions() if broker_positions is None else broker_positions
     compare(db, positions, result)
     if repair:
-        repair_drift(db, broker, positions, result, run_id=run_id, now=now)
+        repair_drift(db, broker, positions, result, run_id=run_id)
     return result
 
 
@@ -193,11 +195,8 @@ def repair_drift(
     result: Reconciliation,
     *,
     run_id: str | None = None,
-    now: datetime | None = None,
 ) -> None:
-    """`now`: the run's time, recorded as the close time of a trade found closed outside the pipeline without
-    a fill to date it."""
-    current = now or datetime.now(UTC)
+    """Repair what the broker's book explains; report (unconfirmed) what it does not."""
     held = {p.symbol: p for p in positions}
     by_symbol: dict[str, list[trades_repo.TradeRecord]] = defaultdict(list)
     for trade in trades_repo.open_trades(db, reuse=True):
@@ -209,7 +208,7 @@ def repair_drift(
             "listing during a broker incident? Nothing written off; entries halted until a person resumes"
         )
         for symbol in result.missing_at_broker:
-            result.unconfirmed[symbol] = _unconfirmed_text(symbol, by_symbol.get(symbol, []), mass=True)
+            _mark_unconfirmed(result, symbol, by_symbol.get(symbol, []), mass=True)
         return
     for symbol in sorted(result.qty_mismatch):
         trades, position = by_symbol.get(symbol, []), held.get(symbol)
@@ -228,7 +227,7 @@ def repair_drift(
             del result.qty_mismatch[symbol]
             continue
         if position.qty < ours:
-            _cut_to_held(db, symbol, trades, position.qty, result, run_id, current)
+            _cut_to_held(db, broker, symbol, trades, position.qty, result, run_id)
         elif position.qty - ours < 1:
             _take_in_residue(db, symbol, trades, position.qty - ours, result, run_id)
     if result.missing_at_broker:
@@ -239,16 +238,18 @@ def repair_drift(
 
 def _cut_to_held(
     db: Database,
+    broker: Broker,
     symbol: str,
     trades: list[trades_repo.TradeRecord],
     held: Decimal,
     result: Reconciliation,
     run_id: str | None,
-    now: datetime,
 ) -> None:
-    """Keep the oldest trades whole while the broker's shares last; cut the next, close the rest as manual."""
+    """Keep the oldest trades whole while the broker's shares last and cut the next to what is left. A trade
+    left with no shares at all closes only on a fill the broker shows; otherwise it stays open, unconfirmed."""
     left = held
     reason = f"broker holds {shares(held)} {symbol}, the DB {shares(sum(t.qty for t in trades))}: following the broker"
+    without_shares = []
     for trade in sorted(trades, key=lambda t: (t.entry_at, str(t.id))):
         if left >= trade.qty:
             left -= trade.qty
@@ -256,8 +257,10 @@ def _cut_to_held(
             adjustments_repo.reduce_to_held(db, trade.id, qty=left, reason=reason, run_id=run_id)
             left = Decimal(0)
         else:
-            adjustments_repo.close_outside(db, trade.id, close_price=None, closed_at=now, reason=reason, run_id=run_id)
+            without_shares.append(trade)
     result.repaired[symbol] = reason
+    if without_shares:
+        _close_on_fills(db, broker, {symbol: without_shares}, result, run_id)
 
 
 def _take_in_residue(
@@ -291,11 +294,17 @@ def _close_on_fills(
         return
     try:
         after = min(t.entry_at for t in trades) - timedelta(minutes=1)
-        fills = [o for o in broker.closed_orders(set(trades_by_symbol), after) if o.is_filled]
+        # Our own closes are recorded through the claim protocol: evidence here is a fill placed elsewhere (the
+        # dashboard, another script) or a bracket leg's (ids the broker made).
+        fills = [
+            o
+            for o in broker.closed_orders(set(trades_by_symbol), after)
+            if o.is_filled and parse_client_order_id(o.client_order_id) is None
+        ]
     except BrokerError as exc:
         for symbol, group in trades_by_symbol.items():
             result.failures[symbol] = f"not held at the broker; its closed orders unreadable, looked up next run: {exc}"
-            result.unconfirmed[symbol] = _unconfirmed_text(symbol, group, mass=False)
+            _mark_unconfirmed(result, symbol, group, mass=False)
         return
     for symbol, group in trades_by_symbol.items():
         for trade in sorted(group, key=lambda t: (t.entry_at, str(t.id))):
@@ -303,7 +312,7 @@ def _close_on_fills(
             after_entry = (o for o in fills if o.symbol == symbol and o.side is side)
             exit_fill = next((o for o in after_entry if (o.filled_at or trade.entry_at) >= trade.entry_at), None)
             if exit_fill is None:
-                result.unconfirmed[symbol] = _unconfirmed_text(symbol, group, mass=False)
+                _mark_unconfirmed(result, symbol, group, mass=False)
                 continue
             fills.remove(exit_fill)  # one fill is evidence for one trade
             reason = f"the broker holds no {symbol}; closed outside the pipeline by order {exit_fill.client_order_id}"
@@ -354,7 +363,15 @@ def _relink_renamed(
         result.relinked[symbol] = reason
         result.repaired[symbol] = reason
         result.unconfirmed.pop(symbol, None)
+        result.unconfirmed_qty.pop(symbol, None)
         del result.extra_at_broker[new]
+
+
+def _mark_unconfirmed(
+    result: Reconciliation, symbol: str, trades: list[trades_repo.TradeRecord], *, mass: bool
+) -> None:
+    result.unconfirmed[symbol] = _unconfirmed_text(symbol, trades, mass=mass)
+    result.unconfirmed_qty[symbol] = sum((t.qty for t in trades), Decimal(0))
 
 
 def _unconfirmed_text(symbol: str, trades: list[trades_repo.TradeRecord], *, mass: bool) -> str:
@@ -364,8 +381,8 @@ def _unconfirmed_text(symbol: str, trades: list[trades_repo.TradeRecord], *, mas
         "actions, our shares under another symbol — none found"
     )
     return (
-        f"DB holds {shares(qty)} {symbol} (open since {min(t.entry_at for t in trades):%Y-%m-%d %H:%M} UTC), the "
-        f"broker lists none; {looked}. Still open and protected in the DB; looked up again every run"
+        f"DB holds {shares(qty)} {symbol} (open since {min(t.entry_at for t in trades):%Y-%m-%d %H:%M} UTC) that the "
+        f"broker does not list; {looked}. Still open in the DB, judged against its stop; looked up again every run"
         if trades
         else f"DB holds {symbol}, the broker lists none; {looked}"
     )

@@ -63,7 +63,7 @@ def test_after_the_close_it_says_queued_not_closed(cli, db: Database, sim) -> No
 
 def test_a_refusal_exits_1_with_the_brokers_words(cli, db: Database, sim) -> None:
     trades, _ = book(db, sim)
-    sim.market.halt(trades[0].symbol)
+    sim.market.set_tradable(trades[0].symbol, False)  # refused: not tradable
     code, out, _ = cli("--reason", "drill")
     assert code == 1
     refused = next(line for line in out.splitlines() if line.startswith(trades[0].symbol))

@@ -288,7 +288,7 @@ def test_the_job_needs_a_reason_then_flattens_and_reports(database_url: str, db:
 
 def test_the_job_fails_when_the_broker_refuses(database_url: str, db: Database, sim) -> None:
     trades, _ = book(db, sim)
-    sim.market.halt(trades[0].symbol)  # the broker refuses orders in a halted symbol
+    sim.market.set_tradable(trades[0].symbol, False)  # the broker refuses orders in a symbol it does not trade
     result = run_job(
         pipeline_definitions(database_url, sim),
         FLATTEN_JOB,
