@@ -91,7 +91,8 @@ def positions(
     if result.unavailable is None:
         outside = handle_outside_positions(
             db,
-            protection.broker_positions,
+            client,
+            result.broker_positions,
             result,
             policy=strategy.outside_positions,
             stop_loss_pct=Decimal(str(strategy.stop_loss_pct)),

@@ -179,6 +179,7 @@ class SoakDay(BookFaults):
             reconciliation = reconcile_positions(self.db, self.broker, now=now, broker_positions=positions)
             adoption = handle_outside_positions(
                 self.db,
+                self.broker,
                 positions,
                 reconciliation,
                 policy=ADOPT,

@@ -67,6 +67,11 @@ def close_position(
     resized: bool = False,
 ) -> None:
     symbol, side = trade.symbol, closing_side(trade.side)
+    if any(refused.symbol == symbol for refused, _, _ in result.refusals_to_record):
+        # The broker just refused this symbol's exit for a reason that lasts: the symbol's other trades wait for
+        # the same cadence rather than asking again in the same breath.
+        result.failures[symbol] = f"{symbol}'s exit was just refused for a lasting reason: retried at its cadence"
+        return
     held = book.held(symbol)
     wanted = signed_qty(trade.qty, trade.side)
     if held is None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from trading_pipeline.broker.base import BrokerPosition
+from trading_pipeline.broker.base import Broker, BrokerError, BrokerPosition
 from trading_pipeline.domain.calendar import NEW_YORK
 from trading_pipeline.domain.exits import InvalidLevels
 from trading_pipeline.domain.strategy import price_level
@@ -43,6 +43,7 @@ class OutsidePositions:
 
 def handle_outside_positions(
     db: Database,
+    broker: Broker,
     positions: list[BrokerPosition],
     reconciliation: Reconciliation,
     *,
@@ -72,6 +73,10 @@ def handle_outside_positions(
             why = doubt or "policy alert-only: never sold by the pipeline"
             result.unprotected[position.symbol] = f"{described}, not opened by the pipeline: UNPROTECTED ({why})"
             continue
+        confirmed = _confirm(broker, position)
+        if confirmed is not None:
+            result.unprotected[position.symbol] = f"{described}: not adopted ({confirmed})"
+            continue
         adopted = _adopt(db, position, stop_loss_pct, take_profit_pct, now=now, run_id=run_id)
         if adopted:
             result.adopted[position.symbol] = f"{described} adopted: {adopted}"
@@ -79,6 +84,20 @@ def handle_outside_positions(
             why = "levels invalid at its price, or another run adopted it"
             result.unprotected[position.symbol] = f"{described}: not adopted ({why})"
     return result
+
+
+def _confirm(broker: Broker, position: BrokerPosition) -> str | None:
+    """Why the listing's position is not to be trusted for an adoption (None: it is). A position the pipeline will
+    sell must be the account's: the symbol's own endpoint must show the same side and quantity — a listing that
+    answers with another account's book would otherwise be adopted and then sold short."""
+    try:
+        own = broker.position(position.symbol)
+    except BrokerError as exc:
+        return f"its own position endpoint is unreadable, tried next run: {exc}"
+    if own is None or own.side is not position.side or own.qty != position.qty:
+        held = "nothing" if own is None else f"{own.side.value} {shares(own.qty)}"
+        return f"the listing says {shares(position.qty)}, GET /v2/positions/{position.symbol} says {held}"
+    return None
 
 
 def _adopt(

@@ -65,6 +65,7 @@ class Reconciliation:
     unconfirmed_qty: dict[str, Decimal] = field(default_factory=dict)  # symbol → the shares the DB still holds
     relinked: dict[str, str] = field(default_factory=dict)  # OLD → NEW: our shares found under a new symbol
     mass_disappearance: str | None = None  # most of the book gone in one read: one incident, no write-off
+    broker_positions: list[BrokerPosition] = field(default_factory=list)  # the listing compared, as read
 
     @property
     def clean(self) -> bool:
@@ -160,6 +161,7 @@ def reconcile_positions(
     if resolve_pending:
         resolve_pending_entries(db, broker, result, now=now, run_id=run_id)
     positions = broker.positions() if broker_positions is None else broker_positions
+    result.broker_positions = list(positions)
     compare(db, positions, result)
     if repair:
         repair_drift(db, broker, positions, result, run_id=run_id)
