@@ -235,7 +235,7 @@ def repair_drift(
     if result.missing_at_broker:
         missing = {s: by_symbol.get(s, []) for s in result.missing_at_broker}
         _close_on_fills(db, broker, missing, result, run_id)
-        _relink_renamed(db, {s: missing[s] for s in result.unconfirmed}, held, result, run_id)
+        _relink_renamed(db, {s: missing[s] for s in result.unconfirmed if s in missing}, held, result, run_id)
 
 
 def _cut_to_held(
