@@ -25,67 +25,24 @@ expired → cancelled, with the broker's final status kept as the reason.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from trading_pipeline.broker.base import Broker, BrokerError, BrokerPosition
-from trading_pipeline.domain.drift import is_mass_disappearance, same_holding, split_like_ratio
-from trading_pipeline.domain.ids import parse_client_order_id
-from trading_pipeline.domain.types import TradeStatus, closing_side, signed_qty
+from trading_pipeline.domain.drift import is_mass_disappearance, split_like_ratio
+from trading_pipeline.domain.types import TradeStatus, signed_qty
 from trading_pipeline.steps.holding_orders import free_quantity
 from trading_pipeline.steps.orders import is_dead, order_fields
+from trading_pipeline.steps.reconciliation_result import Reconciliation, shares
+from trading_pipeline.steps.vanished import close_on_fills, mark_unconfirmed, relink_renamed
 from trading_pipeline.store import adjustments_repository as adjustments_repo
 from trading_pipeline.store import orders_repository as orders_repo
 from trading_pipeline.store import trades_repository as trades_repo
 from trading_pipeline.store.database import Database
 
+__all__ = ["PENDING_GRACE", "Reconciliation", "reconcile_positions", "resolve_pending_entries", "shares"]
+
 PENDING_GRACE = timedelta(minutes=2)
-
-
-@dataclass
-class Reconciliation:
-    db_symbols: int = 0
-    broker_symbols: int = 0
-    matched: int = 0
-    missing_at_broker: dict[str, str] = field(default_factory=dict)  # in the DB, not at the broker
-    extra_at_broker: dict[str, str] = field(default_factory=dict)  # at the broker, not in the DB
-    qty_mismatch: dict[str, str] = field(default_factory=dict)
-    possible_splits: dict[str, str] = field(default_factory=dict)
-    repaired: dict[str, str] = field(default_factory=dict)  # what the DB was changed to follow the broker
-    pending_filled: int = 0
-    pending_partial: int = 0
-    pending_cancelled: int = 0
-    pending_waiting: int = 0
-    failures: dict[str, str] = field(default_factory=dict)
-    closing_symbols: list[str] = field(default_factory=list)
-    unavailable: str | None = None  # the broker's positions could not be read: nothing was compared
-    # Missing at the broker with no evidence of how they left: still open, looked up again every run.
-    unconfirmed: dict[str, str] = field(default_factory=dict)
-    unconfirmed_qty: dict[str, Decimal] = field(default_factory=dict)  # symbol → the shares the DB still holds
-    relinked: dict[str, str] = field(default_factory=dict)  # OLD → NEW: our shares found under a new symbol
-    mass_disappearance: str | None = None  # most of the book gone in one read: one incident, no write-off
-    broker_positions: list[BrokerPosition] = field(default_factory=list)  # the listing compared, as read
-
-    @property
-    def clean(self) -> bool:
-        return self.unavailable is None and not (
-            self.missing_at_broker or self.extra_at_broker or self.qty_mismatch or self.possible_splits
-        )
-
-    @property
-    def mismatches(self) -> dict[str, str]:
-        found = {**self.missing_at_broker, **self.extra_at_broker, **self.qty_mismatch, **self.possible_splits}
-        if self.unavailable:
-            found["(positions)"] = self.unavailable
-        return found
-
-
-def shares(qty: Decimal | None) -> str:
-    """A quantity as a person writes it: 55, not 55.00000000 (how NUMERIC(20, 8) returns it)."""
-    if qty is None:
-        return "?"
-    return format(qty.normalize(), "f") if qty.is_finite() else str(qty)
 
 
 def resolve_pending_entries(
@@ -210,7 +167,7 @@ def repair_drift(
             "listing during a broker incident? Nothing written off; entries halted until a person resumes"
         )
         for symbol in result.missing_at_broker:
-            _mark_unconfirmed(result, symbol, by_symbol.get(symbol, []), mass=True)
+            mark_unconfirmed(result, symbol, by_symbol.get(symbol, []), mass=True)
         return
     for symbol in sorted(result.qty_mismatch):
         trades, position = by_symbol.get(symbol, []), held.get(symbol)
@@ -234,8 +191,9 @@ def repair_drift(
             _take_in_residue(db, symbol, trades, position.qty - ours, result, run_id)
     if result.missing_at_broker:
         missing = {s: by_symbol.get(s, []) for s in result.missing_at_broker}
-        _close_on_fills(db, broker, missing, result, run_id)
-        _relink_renamed(db, {s: missing[s] for s in result.unconfirmed if s in missing}, held, result, run_id)
+        close_on_fills(db, broker, missing, result, run_id)
+        wholly_missing = {s: missing[s] for s in result.unconfirmed if s in missing}
+        relink_renamed(db, wholly_missing, held, by_symbol, result, run_id)
 
 
 def _cut_to_held(
@@ -262,7 +220,7 @@ def _cut_to_held(
             without_shares.append(trade)
     result.repaired[symbol] = reason
     if without_shares:
-        _close_on_fills(db, broker, {symbol: without_shares}, result, run_id)
+        close_on_fills(db, broker, {symbol: without_shares}, result, run_id)
 
 
 def _take_in_residue(
@@ -281,110 +239,3 @@ def _take_in_residue(
         result.repaired[symbol] = reason
 
 
-def _close_on_fills(
-    db: Database,
-    broker: Broker,
-    trades_by_symbol: dict[str, list[trades_repo.TradeRecord]],
-    result: Reconciliation,
-    run_id: str | None,
-) -> None:
-    """The broker holds none of these. A closing fill found at the broker (an order of the closing side, filled
-    after the entry) is the evidence that closes a trade, at its price; without one it stays open and
-    unconfirmed — the broker may be answering for another account, or a rename not yet published."""
-    trades = [t for group in trades_by_symbol.values() for t in group]
-    if not trades:
-        return
-    try:
-        after = min(t.entry_at for t in trades) - timedelta(minutes=1)
-        # Our own closes are recorded through the claim protocol: evidence here is a fill placed elsewhere (the
-        # dashboard, another script) or a bracket leg's (ids the broker made).
-        fills = [
-            o
-            for o in broker.closed_orders(set(trades_by_symbol), after)
-            if o.is_filled and parse_client_order_id(o.client_order_id) is None
-        ]
-    except BrokerError as exc:
-        for symbol, group in trades_by_symbol.items():
-            result.failures[symbol] = f"not held at the broker; its closed orders unreadable, looked up next run: {exc}"
-            _mark_unconfirmed(result, symbol, group, mass=False)
-        return
-    for symbol, group in trades_by_symbol.items():
-        for trade in sorted(group, key=lambda t: (t.entry_at, str(t.id))):
-            side = closing_side(trade.side)
-            after_entry = (o for o in fills if o.symbol == symbol and o.side is side)
-            exit_fill = next((o for o in after_entry if (o.filled_at or trade.entry_at) >= trade.entry_at), None)
-            if exit_fill is None:
-                _mark_unconfirmed(result, symbol, group, mass=False)
-                continue
-            fills.remove(exit_fill)  # one fill is evidence for one trade
-            reason = f"the broker holds no {symbol}; closed outside the pipeline by order {exit_fill.client_order_id}"
-            adjustments_repo.close_outside(
-                db,
-                trade.id,
-                close_price=exit_fill.filled_avg_price,
-                closed_at=exit_fill.filled_at or trade.entry_at,
-                reason=reason,
-                run_id=run_id,
-            )
-            result.repaired[symbol] = reason
-
-
-def _relink_renamed(
-    db: Database,
-    unconfirmed: dict[str, list[trades_repo.TradeRecord]],
-    held: dict[str, BrokerPosition],
-    result: Reconciliation,
-    run_id: str | None,
-) -> None:
-    """Our shares under another symbol: a name change the corporate-actions feed has not published yet. The
-    broker lists a position we did not open with exactly our quantity at our cost basis as ours vanished; the
-    trade follows it (levels unchanged, the protection step re-arms at the broker under the new symbol)."""
-    for symbol, trades in sorted(unconfirmed.items()):
-        if not trades or any(t.side is not trades[0].side for t in trades):
-            continue
-        qty = sum((t.qty for t in trades), Decimal(0))
-        basis = sum((t.qty * t.entry_price for t in trades), Decimal(0)) / qty
-        candidates = [
-            p
-            for s, p in held.items()
-            if s in result.extra_at_broker
-            and p.side is trades[0].side
-            and same_holding(qty, basis, p.qty, p.avg_entry_price)
-        ]
-        if len(candidates) != 1:
-            continue  # none, or ambiguous: left unconfirmed for a person (or the corporate actions) to decide
-        new = candidates[0].symbol
-        reason = (
-            f"{symbol} vanished and {new} appeared with the same {shares(qty)} shares at the same cost basis "
-            f"{basis:.2f}: a name change {symbol} → {new} not yet published; the trade follows its shares"
-        )
-        for trade in trades:
-            adjustments_repo.rename_symbol(
-                db, trade.id, action_key=f"inferred:{symbol}:{new}", new_symbol=new, reason=reason, run_id=run_id
-            )
-        result.relinked[symbol] = reason
-        result.repaired[symbol] = reason
-        result.unconfirmed.pop(symbol, None)
-        result.unconfirmed_qty.pop(symbol, None)
-        del result.extra_at_broker[new]
-
-
-def _mark_unconfirmed(
-    result: Reconciliation, symbol: str, trades: list[trades_repo.TradeRecord], *, mass: bool
-) -> None:
-    result.unconfirmed[symbol] = _unconfirmed_text(symbol, trades, mass=mass)
-    result.unconfirmed_qty[symbol] = sum((t.qty for t in trades), Decimal(0))
-
-
-def _unconfirmed_text(symbol: str, trades: list[trades_repo.TradeRecord], *, mass: bool) -> str:
-    qty = sum((t.qty for t in trades), Decimal(0))
-    looked = "nothing looked up: most of the book vanished at once" if mass else (
-        "looked for: a closing fill at the broker since the entry, a name change or split in the corporate "
-        "actions, our shares under another symbol — none found"
-    )
-    return (
-        f"DB holds {shares(qty)} {symbol} (open since {min(t.entry_at for t in trades):%Y-%m-%d %H:%M} UTC) that the "
-        f"broker does not list; {looked}. Still open in the DB, judged against its stop; looked up again every run"
-        if trades
-        else f"DB holds {symbol}, the broker lists none; {looked}"
-    )
