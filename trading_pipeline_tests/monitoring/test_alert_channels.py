@@ -184,3 +184,44 @@ def test_preflight_cli_without_a_channel_is_no_go(monkeypatch, capsys, migrated:
     assert main(["preflight"]) == 1  # still NO-GO (no broker here), but not for the channels
     line = next(line for line in capsys.readouterr().out.splitlines() if "alert channels" in line)
     assert line.lstrip().startswith("GO") and "log-only" in line
+
+
+def test_the_demo_env_file_accepts_log_only_explicitly(tmp_path) -> None:
+    """`trading-pipeline ui` after the demo loads this .env: its pre-flight is honest — no person is told,
+    accepted by name — instead of a NO-GO a demo user cannot act on, or a silent GO."""
+    from trading_pipeline.harness.demo_setup import write_ui_env
+
+    env_file = tmp_path / ".env"
+    write_ui_env(env_file, home=tmp_path / "home", database_url="sqlite:///x.db")
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and line[0] != "#")
+    assert env["TRADING_PIPELINE_ALERTS"] == "log-only"
+    item = items(env)["alert channels"]
+    assert item.ok and "no person is told" in item.detail
+
+
+def test_preflight_judges_the_channels_the_alerts_resource_delivers_to() -> None:
+    """The `preflight` asset passes its `alerts` resource's channels; the command reads the environment."""
+    from trading_pipeline.automation.registry import AUTOMATION
+    from trading_pipeline.broker.base import ConfigurationError
+    from trading_pipeline.monitoring.preflight import run_preflight
+
+    def no_broker():  # type: ignore[no-untyped-def]
+        raise ConfigurationError("no broker in this test")
+
+    def judged(environ: dict[str, str], channels: ChannelConfig | None) -> object:
+        report = run_preflight(
+            now=datetime(2026, 11, 24, 13, 55, tzinfo=UTC),
+            settings=Settings.from_env(environ),
+            instance=None,
+            db=None,
+            environ=environ,
+            broker_factory=no_broker,
+            automation=AUTOMATION,
+            alert_channels=channels,
+        )
+        return next(item for item in report.items if item.name == "alert channels")
+
+    resource_channels = ChannelConfig(apprise_urls=(f"ntfys://ntfy.sh/{SECRET}",))
+    assert judged({}, resource_channels).ok
+    assert not judged({}, None).ok
+    assert judged({"TRADING_PIPELINE_APPRISE_URLS": f"ntfys://ntfy.sh/{SECRET}"}, None).ok
