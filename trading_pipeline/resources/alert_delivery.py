@@ -106,7 +106,7 @@ class AlertDispatcher:
             "at": self.clock().isoformat(),
             "occurrences": 1,
         }
-        return self._send_to_channels(payload, f"[TEST] {title} — {message}")
+        return self._send_to_channels(payload, f"{title} — {message}")
 
     def fire(
         self,
