@@ -17,6 +17,7 @@ from trading_pipeline.settings import Settings
 from trading_pipeline.store.alerts_repository import latest_deliveries
 from trading_pipeline.store.database import Database
 from trading_pipeline.store.migrate import upgrade
+from trading_pipeline_tests.automation_fixtures import project_instance
 from trading_pipeline_tests.receivers import closed_port, receiving
 
 SECRET = "s3cret-T0KEN-of-the-hook"
@@ -225,3 +226,27 @@ def test_preflight_judges_the_channels_the_alerts_resource_delivers_to() -> None
     assert judged({}, resource_channels).ok
     assert not judged({}, None).ok
     assert judged({"TRADING_PIPELINE_APPRISE_URLS": f"ntfys://ntfy.sh/{SECRET}"}, None).ok
+
+
+def test_the_health_asset_reports_the_channels_of_its_alerts_resource(migrated: str, tmp_path) -> None:
+    """The `health` asset is the status report with history: the channels by name and their last delivery."""
+    import dagster as dg
+
+    from trading_pipeline.assets.health import build_health_asset
+    from trading_pipeline.automation.registry import AUTOMATION
+    from trading_pipeline.resources.alerts import AlertsResource
+    from trading_pipeline.resources.database import TradingDatabase
+
+    with receiving(404) as hook:
+        url = f"{hook.url}/hooks/{SECRET}"
+        with Database(migrated) as db:
+            AlertDispatcher(db, webhook_url=url, sleep=lambda s: None).fire("k", "an incident", "its message")
+        with project_instance(tmp_path / "home") as instance:
+            result = dg.materialize(
+                [build_health_asset(AUTOMATION)],
+                instance=instance,
+                resources={"database": TradingDatabase(url=migrated), "alerts": AlertsResource(webhook_url=url)},
+            )
+    report = result.asset_materializations_for_node("health")[0].metadata["report"].value
+    assert "BAD  alerts via webhook" in report and "last delivery failed: HTTP 404" in report
+    assert SECRET not in report
