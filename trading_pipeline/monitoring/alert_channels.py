@@ -47,7 +47,7 @@ def delivery_fix(channel: str, status: str) -> str:
     which = f"the {_ordinal(int(nth))} {scheme}:// URL" if nth else f"the {scheme}:// URL"
     where = f"{which} in {APPRISE_URLS_ENV}"
     if "not a URL Apprise understands" in status or "not installed" in status:
-        return f"fix {where}"
+        return f"correct {where}"
     if "onnection" in status or "imeout" in status or "timed out" in status:
         return f"nothing answered: check the host and port of {where} and that the service is reachable from here"
     if re.search(r"error=4\d\d|\b40[0-4]\b|nauthori[sz]ed|orbidden|ot found", status):
