@@ -72,6 +72,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         alerts_webhook_url=_secret("TRADING_PIPELINE_ALERT_WEBHOOK_URL"),
         slack_token=_secret("TRADING_PIPELINE_SLACK_TOKEN"),
         slack_channel=os.environ.get("TRADING_PIPELINE_SLACK_CHANNEL") or None,
+        apprise_urls=_secret("TRADING_PIPELINE_APPRISE_URLS"),
     )
 
 
@@ -83,6 +84,7 @@ def sim_or_live_resources(
     alerts_webhook_url: str | dg.EnvVar | None = None,
     slack_token: str | dg.EnvVar | None = None,
     slack_channel: str | None = None,
+    apprise_urls: str | dg.EnvVar | None = None,
 ) -> dict[str, dg.ConfigurableResource]:
     """Every resource the definitions need, sharing one database resource (the demo and tests use this too)."""
     database = TradingDatabase(url=database_url)
@@ -90,7 +92,12 @@ def sim_or_live_resources(
         "database": database,
         "broker": broker,
         "strategy": strategy or StrategyConfig(),
-        "alerts": AlertsResource(webhook_url=alerts_webhook_url, slack_token=slack_token, slack_channel=slack_channel),
+        "alerts": AlertsResource(
+            webhook_url=alerts_webhook_url,
+            slack_token=slack_token,
+            slack_channel=slack_channel,
+            apprise_urls=apprise_urls,
+        ),
     }
 
 

@@ -37,6 +37,14 @@ class OutsidePositions(enum.StrEnum):
     ALERT_ONLY = "alert-only"  # one alert a day naming it as unprotected; never sold
 
 
+class AlertsPolicy(enum.StrEnum):
+    """Whether alerts must reach a person: unset (`channels`) → pre-flight is NO-GO without a channel;
+    `log-only` → the log and the `alerts` table are explicitly accepted (the demo, tests)."""
+
+    CHANNELS = "channels"
+    LOG_ONLY = "log-only"
+
+
 LIVE_OPT_IN_VALUE = "yes-real-money"
 
 # name → (default shown in the README, what it does)
@@ -84,6 +92,16 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     ),
     "TRADING_PIPELINE_SLACK_TOKEN": ("(unset)", "Slack bot token for alerts (needs the `slack` extra). Secret."),
     "TRADING_PIPELINE_SLACK_CHANNEL": ("(unset)", "Slack channel for alerts, e.g. #trading-alerts."),
+    "TRADING_PIPELINE_APPRISE_URLS": (
+        "(unset)",
+        "Apprise URLs for alerts, comma- or space-separated, one channel each (tgram://, discord://, mailto://, "
+        "ntfy://, pagerduty://, pover://, msteams://, json://, …). Secret: never logged or shown.",
+    ),
+    "TRADING_PIPELINE_ALERTS": (
+        "(unset: a channel is required)",
+        "`log-only` accepts alerts reaching only the log and the alerts table; otherwise pre-flight is NO-GO "
+        "without a webhook, Slack or Apprise channel.",
+    ),
     "DAGSTER_PG_HOST": (
         "(unset)",
         "Production only: PostgreSQL host of the Dagster instance (deploy/dagster.postgres.yaml).",
@@ -120,6 +138,10 @@ class Settings:
     strategy: str = "momentum"
     strategy_params: str = ""
     outside_positions: OutsidePositions = OutsidePositions.ADOPT
+    alerts_policy: AlertsPolicy = AlertsPolicy.CHANNELS
+    # A bad TRADING_PIPELINE_ALERTS must not stop the location (and so stop-loss protection) from loading:
+    # it falls back to the strict policy and pre-flight says what was wrong.
+    alerts_policy_problem: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +161,13 @@ class Settings:
             OutsidePositions,
             OutsidePositions.ADOPT if mode is TradingMode.PAPER else OutsidePositions.ALERT_ONLY,
         )
+        try:
+            alerts_policy, alerts_problem = (
+                _enum(env, "TRADING_PIPELINE_ALERTS", AlertsPolicy, AlertsPolicy.CHANNELS),
+                "",
+            )
+        except SettingsError as exc:
+            alerts_policy, alerts_problem = AlertsPolicy.CHANNELS, f"{exc} (unset it to require a channel)"
         seed_text = env.get("TRADING_PIPELINE_SIM_SEED", "7")
         try:
             sim_seed = int(seed_text)
@@ -155,6 +184,8 @@ class Settings:
             strategy=env.get("TRADING_PIPELINE_STRATEGY", "").strip() or "momentum",
             strategy_params=env.get("TRADING_PIPELINE_STRATEGY_PARAMS", ""),
             outside_positions=outside,
+            alerts_policy=alerts_policy,
+            alerts_policy_problem=alerts_problem,
         )
 
 

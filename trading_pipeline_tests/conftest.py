@@ -20,6 +20,25 @@ from trading_pipeline.store.migrate import upgrade
 from trading_pipeline.store.models import Base
 
 REQUIRE_POSTGRES = os.environ.get("TRADING_PIPELINE_REQUIRE_POSTGRES") == "1"
+# Alert channels a developer configured for real must never be paged by a test; tests that need a channel
+# set one (a receiver on 127.0.0.1) themselves.
+ALERT_CHANNEL_VARIABLES = (
+    "TRADING_PIPELINE_ALERT_WEBHOOK_URL",
+    "TRADING_PIPELINE_SLACK_TOKEN",
+    "TRADING_PIPELINE_SLACK_CHANNEL",
+    "TRADING_PIPELINE_APPRISE_URLS",
+)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def alerts_to_the_log_only() -> Iterator[None]:
+    """Tests accept alerts reaching only the log and the alerts table (TRADING_PIPELINE_ALERTS=log-only), as
+    the demo does; a test of the NO-GO without a channel passes its own environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ALERT_CHANNEL_VARIABLES:
+            patch.delenv(name, raising=False)
+        patch.setenv("TRADING_PIPELINE_ALERTS", "log-only")
+        yield
 
 
 def _postgres_unavailable(reason: str) -> None:

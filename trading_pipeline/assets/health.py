@@ -8,9 +8,12 @@ from trading_pipeline.checks import health as health_checks
 from trading_pipeline.checks.metadata import md
 from trading_pipeline.checks.registry import ALL_SPECS
 from trading_pipeline.domain.calendar import NEW_YORK
+from trading_pipeline.monitoring.alert_channels import channel_items
 from trading_pipeline.monitoring.health import Automation
 from trading_pipeline.monitoring.status import build_status, render_status
+from trading_pipeline.resources.alerts import AlertsResource
 from trading_pipeline.resources.database import TradingDatabase
+from trading_pipeline.settings import Settings
 
 
 def build_health_asset(automation: Automation) -> dg.AssetsDefinition:
@@ -22,11 +25,14 @@ def build_health_asset(automation: Automation) -> dg.AssetsDefinition:
         kinds={"python"},
         check_specs=health_checks.SPECS,
         description=(
-            "System health first (daemon heartbeats, schedules/sensors, stop-loss runs, failed checks, alerts), "
+            "System health first (daemon heartbeats, schedules/sensors, stop-loss runs, failed checks, alert "
+            "channels and their last deliveries, alerts), "
             "then outcomes, then P&L — the same report as `trading-pipeline status`, kept with history."
         ),
     )
-    def health(context: dg.AssetExecutionContext, database: TradingDatabase) -> dg.MaterializeResult:
+    def health(
+        context: dg.AssetExecutionContext, database: TradingDatabase, alerts: AlertsResource
+    ) -> dg.MaterializeResult:
         now = datetime.now(UTC)
         report = build_status(
             now=now,
@@ -37,6 +43,7 @@ def build_health_asset(automation: Automation) -> dg.AssetsDefinition:
             db_problem=None,
             automation=automation,
             check_specs=ALL_SPECS,
+            alert_channels=channel_items(Settings.from_env(), alerts.channels(), database.db),
         )
         if not report.healthy:
             context.log.error(render_status(report).splitlines()[0])

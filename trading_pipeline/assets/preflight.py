@@ -51,6 +51,7 @@ def build_preflight_asset(automation: Automation) -> dg.AssetsDefinition:
             db=database.db,
             broker_factory=broker.client,
             automation=automation,
+            alert_channels=alerts.channels(),
         )
         dispatcher = alerts.dispatcher(database.db, context.log)
         # An item another alert already fires for (the watchdog's dead daemon, a failing sensor) is that

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from trading_pipeline import __version__
 from trading_pipeline.broker.base import ConfigurationError
-from trading_pipeline.cli import db, demo, flatten, monitoring, reporting
+from trading_pipeline.cli import alerts, db, demo, flatten, monitoring, reporting
 from trading_pipeline.cli.common import EXIT_USAGE
 from trading_pipeline.settings import SettingsError
 from trading_pipeline.store.database import DatabaseError
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.register(commands)  # `db upgrade`, `db current`
     demo.register(commands)  # `demo`, `sim-broker`, `soak`
     monitoring.register(commands)  # `watchdog`, `preflight`, `status`, `halt`, `resume`
+    alerts.register(commands)  # `alert-test`
     reporting.register(commands)  # `report`, `backfill`
     flatten.register(commands)  # `flatten`
     return parser

@@ -16,18 +16,16 @@ def _watchdog(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
     from trading_pipeline.automation.registry import AUTOMATION
+    from trading_pipeline.monitoring.alert_channels import channel_items
     from trading_pipeline.monitoring.health import HealthItem
     from trading_pipeline.monitoring.watchdog import WatchdogReport, alert_on, check_health, render, trading_db_item
+    from trading_pipeline.resources.alert_channels import ChannelConfig
     from trading_pipeline.resources.alert_delivery import AlertDispatcher
 
     settings = Settings.from_env()
+    channels = ChannelConfig.from_env(os.environ)
     with instance_and_database(settings) as (instance, instance_problem, db, db_problem):
-        dispatcher = AlertDispatcher(
-            db,
-            webhook_url=os.environ.get("TRADING_PIPELINE_ALERT_WEBHOOK_URL"),
-            slack_token=os.environ.get("TRADING_PIPELINE_SLACK_TOKEN"),
-            slack_channel=os.environ.get("TRADING_PIPELINE_SLACK_CHANNEL"),
-        )
+        dispatcher = AlertDispatcher.from_config(db, channels)
         if instance is None:
             report = WatchdogReport([HealthItem("dagster instance", False, instance_problem or "unavailable")])
         else:
@@ -41,6 +39,8 @@ def _watchdog(args: argparse.Namespace) -> int:
             )
         if db is None:
             report = WatchdogReport([*report.items, trading_db_item(db_problem)])
+        # Judged before alerting: the channels' state is what the deliveries so far say.
+        report = WatchdogReport([*report.items, *channel_items(settings, channels, db)])
         alert_on(report, dispatcher)
         print(render(report))
         return EXIT_OK if report.healthy else EXIT_FAILED
@@ -89,7 +89,9 @@ def _status(args: argparse.Namespace) -> int:
     from trading_pipeline.automation.registry import AUTOMATION
     from trading_pipeline.checks.registry import ALL_SPECS
     from trading_pipeline.domain.calendar import NEW_YORK
+    from trading_pipeline.monitoring.alert_channels import channel_items
     from trading_pipeline.monitoring.status import build_status, render_status
+    from trading_pipeline.resources.alert_channels import ChannelConfig
 
     settings = Settings.from_env()
     now = datetime.now(UTC)
@@ -104,6 +106,7 @@ def _status(args: argparse.Namespace) -> int:
             db_problem=db_problem,
             automation=AUTOMATION,
             check_specs=ALL_SPECS,
+            alert_channels=channel_items(settings, ChannelConfig.from_env(os.environ), db),
         )
         print(json.dumps(report.as_json(), indent=2) if args.json else render_status(report))
         return EXIT_OK if report.healthy else EXIT_FAILED

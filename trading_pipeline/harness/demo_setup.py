@@ -59,5 +59,7 @@ def write_ui_env(path: Path | None, *, home: Path, database_url: str) -> None:
         f"DAGSTER_HOME={home}",
         f"DATABASE_URL={database_url}",
         "TRADING_PIPELINE_BROKER=sim",
+        # The demo tells no one: said explicitly, so the UI's pre-flight is GO on this and honest about it.
+        "TRADING_PIPELINE_ALERTS=log-only",
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -18,6 +18,7 @@ from trading_pipeline.broker.base import Broker, BrokerError, ConfigurationError
 from trading_pipeline.broker.factory import required_environment
 from trading_pipeline.domain.calendar import NEW_YORK, session_bounds, session_status
 from trading_pipeline.domain.strategy import StrategyProblem
+from trading_pipeline.monitoring.alert_channels import channel_items
 from trading_pipeline.monitoring.health import (
     DEFAULT_HEARTBEAT_TOLERANCE,
     Automation,
@@ -26,6 +27,7 @@ from trading_pipeline.monitoring.health import (
     daemon_health,
 )
 from trading_pipeline.monitoring.market_clock import read_market_clock
+from trading_pipeline.resources.alert_channels import ChannelConfig
 from trading_pipeline.resources.strategy_loading import load_strategy
 from trading_pipeline.settings import Settings
 from trading_pipeline.store import alerts_repository as alerts_repo
@@ -62,7 +64,10 @@ def run_preflight(
     environ: Mapping[str, str] | None = None,
     instance_problem: str | None = None,
     db_problem: str | None = None,
+    alert_channels: ChannelConfig | None = None,
 ) -> PreflightReport:
+    """`alert_channels`: what the `alerts` resource delivers to (the asset passes its own); by default the
+    channels the environment configures, as the watchdog and `alert-test` read them."""
     env = os.environ if environ is None else environ
     items: list[HealthItem] = []
     if instance is None:
@@ -84,6 +89,8 @@ def run_preflight(
         )
     )
     items.append(_database_item(db, db_problem))
+    channels = ChannelConfig.from_env(env) if alert_channels is None else alert_channels
+    items += channel_items(settings, channels, db)
     items.append(strategy_item(settings))
     items += _broker_items(broker_factory, min_buying_power)
     items.append(_kill_switch_item(db, expect_halted))

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -79,7 +80,9 @@ def build_status(
     db_problem: str | None,
     automation: Automation,
     check_specs: dict[dg.AssetCheckKey, dg.AssetCheckSpec] | None = None,
+    alert_channels: Sequence[HealthItem] = (),
 ) -> StatusReport:
+    """`alert_channels`: which channels reach a person and each one's last delivery (`monitoring.alert_channels`)."""
     report = StatusReport(day=day)
     if instance is None:
         report.health.append(HealthItem("dagster instance", False, instance_problem or "unavailable"))
@@ -91,6 +94,7 @@ def build_status(
         report.last_runs = _last_runs(instance)
         _checks(instance, check_specs or {}, report)
         report.levels = _levels_check(instance)
+    report.health += alert_channels
     if db is None:
         report.health.append(HealthItem("trading DB", False, db_problem or "unavailable"))
         return report

@@ -1,9 +1,10 @@
-"""Alert delivery: always the log and the `alerts` table; optionally a JSON webhook and Slack.
+"""Alert delivery: always the log and the `alerts` table; optionally a JSON webhook, Slack and Apprise URLs.
 
 A delivery channel failing (webhook down, Slack token wrong) is recorded on the alert and logged, but never
 raised: the sensor or command that noticed the problem must keep running and keep noticing. Repeats within a
 window are counted, not re-sent; when a condition clears, a "recovered" message follows.
-The webhook URL and Slack token are secrets: they are never logged or stored.
+The webhook URL, the Slack token and the Apprise URLs are secrets: they are never logged or stored; channels
+are named by kind (`webhook`, `slack`, `apprise:tgram`) in deliveries, reports and reprs.
 """
 
 from __future__ import annotations
@@ -11,49 +12,22 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 from trading_pipeline.domain.jsonsafe import to_jsonable
+from trading_pipeline.resources.alert_channels import ChannelConfig, register_secret_url
+from trading_pipeline.resources.apprise_delivery import send_apprise
 from trading_pipeline.store import alerts_repository as alerts_repo
 from trading_pipeline.store.database import Database
 
 log = logging.getLogger("trading_pipeline.alerts")
 
 SEVERITIES = ("info", "warning", "error", "critical")
-
-
-class _RedactSecrets(logging.Filter):
-    """urllib3 logs each request line at DEBUG ("POST /hooks/<token> HTTP/1.1"): a webhook whose secret is in
-    its path would be logged with DEBUG on. This filter rewrites such records before any handler sees them."""
-
-    def __init__(self) -> None:
-        super().__init__("redact-alert-secrets")
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            if any(secret in message for secret in self.secrets):
-                for secret in sorted(self.secrets, key=len, reverse=True):
-                    message = message.replace(secret, "<redacted>")
-                record.msg, record.args = message, None
-        return True
-
-
-_REDACTOR = _RedactSecrets()
-logging.getLogger("urllib3.connectionpool").addFilter(_REDACTOR)
-
-
-def _register_secret_url(url: str) -> None:
-    parts = urlsplit(url)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    _REDACTOR.secrets.update(s for s in (url, path if len(path) > 1 else "") if s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +46,7 @@ class AlertDispatcher:
         webhook_url: str | None = None,
         slack_token: str | None = None,
         slack_channel: str | None = None,
+        apprise_urls: Sequence[str] = (),
         dedupe_window: timedelta = timedelta(minutes=30),
         webhook_timeout: float = 5.0,
         webhook_attempts: int = 3,
@@ -82,9 +57,13 @@ class AlertDispatcher:
         self.db = db
         self._webhook_url = webhook_url or None
         if self._webhook_url:
-            _register_secret_url(self._webhook_url)
+            register_secret_url(self._webhook_url)
         self._slack_token = slack_token or None
         self._slack_channel = slack_channel or None
+        self._channels = ChannelConfig(self._webhook_url, self._slack_token, self._slack_channel, tuple(apprise_urls))
+        self._apprise = self._channels.apprise_channels()
+        for _, url in self._apprise:
+            register_secret_url(url)
         self.dedupe_window = dedupe_window
         self.webhook_timeout = webhook_timeout
         self.webhook_attempts = max(1, webhook_attempts)
@@ -92,11 +71,42 @@ class AlertDispatcher:
         self.clock = clock
         self.sleep = sleep
 
-    def __repr__(self) -> str:  # never show the webhook URL or the token
+    @classmethod
+    def from_config(cls, db: Database | None, channels: ChannelConfig, **kwargs: Any) -> AlertDispatcher:
+        return cls(
+            db,
+            webhook_url=channels.webhook_url,
+            slack_token=channels.slack_token,
+            slack_channel=channels.slack_channel,
+            apprise_urls=channels.apprise_urls,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:  # never show the webhook URL, the token or an Apprise URL
         return (
             f"AlertDispatcher(webhook={'set' if self._webhook_url else 'unset'}, "
-            f"slack={'set' if self._slack_token else 'unset'})"
+            f"slack={'set' if self._slack_token else 'unset'}, apprise={len(self._apprise)} URL(s))"
         )
+
+    @property
+    def channel_names(self) -> list[str]:
+        """The configured channels that reach a person, by name (never a URL)."""
+        return self._channels.names()
+
+    def send_test(self, title: str, message: str) -> dict[str, str]:
+        """One test incident through every configured channel (not the log or the table): channel → outcome."""
+        payload = {
+            "key": "alert-test",
+            "state": "test",
+            "severity": "info",
+            "title": title,
+            "message": message,
+            "source": "trading-pipeline alert-test",
+            "details": {},
+            "at": self.clock().isoformat(),
+            "occurrences": 1,
+        }
+        return self._send_to_channels(payload, f"{title} — {message}")
 
     def fire(
         self,
@@ -172,14 +182,19 @@ class AlertDispatcher:
     def _deliver(self, payload: dict[str, Any], *, level: int) -> dict[str, str]:
         text = f"[{payload['severity'].upper()}] {payload['title']} — {payload['message']}"
         _log(self.logger, level, text)
-        deliveries = {"log": "ok", "table": "ok"}
+        return {"log": "ok", "table": "ok", **self._send_to_channels(payload, text)}
+
+    def _send_to_channels(self, payload: dict[str, Any], text: str) -> dict[str, str]:
+        deliveries: dict[str, str] = {}
         if self._webhook_url:
             deliveries["webhook"] = self._post_webhook(payload)
-        if self._slack_token and self._slack_channel:
+        if self._channels.slack_configured:
             deliveries["slack"] = self._post_slack(text)
+        for name, url in self._apprise:
+            deliveries[name] = send_apprise(url, payload)
         for channel, status in deliveries.items():
             if status != "ok":
-                _log(self.logger, logging.WARNING, f"alert delivery via {channel} failed: {status}")
+                _log(self.logger, logging.WARNING, f"alert delivery via {channel} {status}")
         return deliveries
 
     def _post_webhook(self, payload: dict[str, Any]) -> str:

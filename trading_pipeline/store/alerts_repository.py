@@ -119,6 +119,62 @@ def record_deliveries(db: Database, alert_id: int, deliveries: dict[str, str]) -
             row.deliveries = {**(row.deliveries or {}), **deliveries}
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelDelivery:
+    channel: str
+    status: str  # "ok" or "failed: …"
+    at: datetime
+    alert_key: str
+
+
+def latest_deliveries(db: Database, channels: list[str], scan: int = 200) -> dict[str, ChannelDelivery]:
+    """The most recent delivery outcome per channel. A firing alert's deliveries happened at its last send
+    (`last_sent_at`; a re-send overwrites them), a recovery's (`recovery_<channel>`) at `resolved_at`."""
+    with db.transaction() as session:
+        rows = {
+            row.id: row
+            for column in (AlertRecord.last_sent_at, AlertRecord.resolved_at)
+            for row in session.scalars(
+                sa.select(AlertRecord).where(column.is_not(None)).order_by(column.desc()).limit(scan)
+            )
+        }
+        latest: dict[str, ChannelDelivery] = {}
+        for row in rows.values():
+            deliveries = row.deliveries if isinstance(row.deliveries, dict) else {}
+            for channel in channels:
+                for at, status in (
+                    (row.last_sent_at, deliveries.get(channel)),
+                    (row.resolved_at, deliveries.get(f"recovery_{channel}")),
+                ):
+                    if at is None or not isinstance(status, str):
+                        continue
+                    if channel not in latest or at > latest[channel].at:
+                        latest[channel] = ChannelDelivery(channel, status, at, row.key)
+        return latest
+
+
+def record_test_delivery(db: Database, *, title: str, message: str, deliveries: dict[str, str], now: datetime) -> None:
+    """`trading-pipeline alert-test`: kept as a resolved alert, so each channel's last delivery is this one."""
+    with db.transaction() as session:
+        session.add(
+            AlertRecord(
+                key="alert-test",
+                severity="info",
+                state=RESOLVED,
+                title=title[:300],
+                message=message,
+                details={},
+                source="trading-pipeline alert-test",
+                first_seen_at=now,
+                last_seen_at=now,
+                last_sent_at=now,
+                resolved_at=now,
+                occurrences=1,
+                deliveries=deliveries,
+            )
+        )
+
+
 def firing_alerts(db: Database) -> list[AlertView]:
     with db.transaction() as session:
         rows = session.scalars(sa.select(AlertRecord).where(AlertRecord.state == FIRING).order_by(AlertRecord.id))

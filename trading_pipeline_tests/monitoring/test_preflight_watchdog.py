@@ -36,7 +36,12 @@ def instance(tmp_path):
 
 
 def preflight(instance, db, sim_url: str | None, *, now=TUESDAY_0855, env=None, **kw):
-    environ = {"TRADING_PIPELINE_BROKER": "sim", **({"ALPACA_TRADING_URL": sim_url} if sim_url else {}), **(env or {})}
+    environ = {
+        "TRADING_PIPELINE_BROKER": "sim",
+        "TRADING_PIPELINE_ALERTS": "log-only",
+        **({"ALPACA_TRADING_URL": sim_url} if sim_url else {}),
+        **(env or {}),
+    }
     settings = Settings.from_env(environ)
     report = run_preflight(
         now=now,

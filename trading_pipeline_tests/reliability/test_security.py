@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "PKRELIABILITY7Q3XKEYID"
 SECRET_KEY = "rel1abil1tyS3cretVALUE9zq8"
 HOOK_TOKEN = "T0KEN-hook-5ecret-8d1f"
+APPRISE_TOKEN = "apPr1se-b0t-T0KEN-77c3"  # what a tgram://<bot token>/… or ntfy topic URL carries
 
 
 # ---- a webhook receiver ---------------------------------------------------------------------------------
@@ -166,6 +167,7 @@ def test_api_keys_and_webhook_url_never_leak_from_a_demo_run(
         "ALPACA_API_KEY": API_KEY,
         "ALPACA_SECRET_KEY": SECRET_KEY,
         "TRADING_PIPELINE_ALERT_WEBHOOK_URL": url,
+        "TRADING_PIPELINE_APPRISE_URLS": f"json://127.0.0.1:{receiver.server_address[1]}/apprise/{APPRISE_TOKEN}",
     }.items():
         monkeypatch.setenv(name, value)
     out = io.StringIO()
@@ -227,8 +229,9 @@ def test_api_keys_and_webhook_url_never_leak_from_a_demo_run(
     assert any("trading_pipeline" in text for text in captured_logs.texts)
 
     assert leaks([API_KEY, SECRET_KEY], texts) == []
-    texts.pop("webhook deliveries")  # the one place the webhook URL belongs is the request to it
-    assert leaks([HOOK_TOKEN], texts) == []
+    assert any(APPRISE_TOKEN.encode() in request for request in Receiver.received)  # Apprise delivered too
+    texts.pop("webhook deliveries")  # the one place the webhook and Apprise URLs belong is the request to them
+    assert leaks([HOOK_TOKEN, APPRISE_TOKEN], texts) == []
 
 
 def test_resolved_resources_do_not_show_secrets_in_their_repr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -243,12 +246,16 @@ def test_resolved_resources_do_not_show_secrets_in_their_repr(monkeypatch: pytes
         "TRADING_PIPELINE_ALERT_WEBHOOK_URL": f"https://hooks.example/{HOOK_TOKEN}",
         "TRADING_PIPELINE_SLACK_TOKEN": f"xoxb-{HOOK_TOKEN}",
         "TRADING_PIPELINE_SLACK_CHANNEL": "#alerts",
+        "TRADING_PIPELINE_APPRISE_URLS": f"tgram://{APPRISE_TOKEN}/12345, ntfys://ntfy.sh/{APPRISE_TOKEN}",
     }.items():
         monkeypatch.setenv(name, value)
     with dg.build_resources(build_resources(Settings.from_env())) as live:
         assert live.broker.api_key == API_KEY and HOOK_TOKEN in live.alerts.webhook_url  # resolved, usable …
+        assert APPRISE_TOKEN in live.alerts.apprise_urls
+        dispatcher = live.alerts.dispatcher(None)
         shown = " ".join(f"{resource!r} {resource}" for resource in (live.broker, live.alerts, live.database))
-    assert leaks([API_KEY, SECRET_KEY, HOOK_TOKEN], {"repr": shown}) == []  # … and never shown
+        shown += f" {dispatcher!r} {live.alerts.channels()!r} {dispatcher.channel_names}"
+    assert leaks([API_KEY, SECRET_KEY, HOOK_TOKEN, APPRISE_TOKEN], {"repr": shown}) == []  # … and never shown
 
 
 @pytest.mark.parametrize("status", [200, 500, "refused"])
@@ -286,6 +293,39 @@ def test_the_webhook_url_stays_out_of_debug_logs_too(
     AlertDispatcher(db, webhook_url=hook_url(receiver), sleep=lambda seconds: None).fire("k", "title", "message")
     assert Receiver.received
     assert leaks([HOOK_TOKEN], {"third-party debug logs": "\n".join(captured_logs.debug_texts)}) == []
+
+
+@pytest.mark.parametrize("status", [200, 404, "refused", "unparseable"])
+def test_apprise_urls_are_never_logged_or_stored(
+    db: Database, receiver: ThreadingHTTPServer, captured_logs: Capture, status: int | str
+) -> None:
+    """Apprise logs the URLs it loads (DEBUG) and the ones it cannot parse (ERROR), and urllib3 each request
+    line: the token must be in none of them, nor in the alerts table, the outcome or a repr."""
+    url = f"json://127.0.0.1:{receiver.server_address[1]}/apprise/{APPRISE_TOKEN}"
+    if status == "refused":
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            url = f"json://127.0.0.1:{probe.getsockname()[1]}/apprise/{APPRISE_TOKEN}"
+    elif status == "unparseable":
+        url = f"bogus://{APPRISE_TOKEN}"  # Apprise logs "Unparseable URL bogus://…" at ERROR
+    else:
+        Receiver.status = status
+    dispatcher = AlertDispatcher(db, apprise_urls=[url], sleep=lambda seconds: None)
+    outcome = dispatcher.fire("reliability:apprise", "apprise test", "a message")
+    resolved = dispatcher.resolve("reliability:apprise")
+    channel = next(name for name in outcome.deliveries if name.startswith("apprise:"))
+    assert (outcome.deliveries[channel] == "ok") is (status == 200)
+    with db.engine.connect() as conn:
+        rows = "\n".join(repr(r) for t in Base.metadata.sorted_tables for r in conn.execute(sa.select(t)).all())
+    texts = {
+        "log records": "\n".join(captured_logs.texts),
+        "third-party debug logs": "\n".join(captured_logs.debug_texts),
+        "DB rows": rows,
+        "deliveries": json.dumps([outcome.deliveries, resolved and resolved.deliveries]),
+        "repr": repr(dispatcher),
+    }
+    assert channel in rows  # the delivery outcome is recorded …
+    assert leaks([APPRISE_TOKEN], texts) == []  # … without the URL
 
 
 # ---- live trading needs the opt-in ----------------------------------------------------------------------
