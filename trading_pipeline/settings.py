@@ -118,6 +118,14 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
         "25",
         "Tests only: steps per example of the model-based stop-loss test; 60 for the long profile.",
     ),
+    "TP_MODEL_SEED": (
+        "derandomized",
+        "Tests only: `random` runs the model-based tests with fresh seeds, an integer with that seed.",
+    ),
+    "TP_MODEL_RECORD": (
+        "(unset)",
+        "Tests only: a folder where the model-based tests save failing examples (to copy into the stored ones).",
+    ),
     "TRADING_PIPELINE_REQUIRE_POSTGRES": (
         "(unset)",
         "Tests only: `1` makes a missing TEST_DATABASE_URL/Postgres a failure instead of a skip (CI sets it).",
